@@ -1,0 +1,250 @@
+// shmstats producer API: the only header a service includes.
+//
+// A Client owns this process's shared-memory segment. Handles (Counter, Gauge, Histogram, Timing,
+// Set) name one pre-registered series; their methods are the hot path: noexcept, no allocation,
+// no lock, no system call, never blocking. The dynamic calls (count, gauge_set, ...) intern the
+// name+tags on first use (cold: allocates, takes a lock) and are allocation-free afterwards.
+//
+// Threads: any thread may push through any handle or dynamic call. The first push of a thread
+// claims one of the segment's rings for it (single producer per ring); when the thread exits the
+// ring is retired and is reused by a new thread once the collector has drained it. Threads beyond
+// the ring count never block: their values fold into the series' accumulators (totals stay exact;
+// sets, which cannot fold, are dropped and counted as no_ring). Registration (Client::counter ...)
+// may be called from any thread. Handles must not outlive their Client.
+//
+// fork(): the child never writes into the parent's rings; its first push creates its own segment.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace shmstats {
+
+enum class ErrorCode : std::uint8_t {
+  kInvalidName,
+  kInvalidTag,
+  kTooManyTags,
+  kDuplicateTag,
+  kSeriesTableFull,
+  kStringPoolFull,
+  kKindMismatch,
+  kInvalidOptions,
+  kNoSpace,
+  kSystem,
+};
+
+struct Error {
+  ErrorCode code;
+  std::string message;  // names the rule, the offending value (escaped) and the limit
+};
+
+// Either a T or an Error. Returned by every call that can fail on the cold path.
+template <class T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
+  Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  bool ok() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  T& value() & { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  const Error& error() const { return std::get<1>(v_); }
+  T* operator->() { return &std::get<0>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+enum class Kind : std::uint8_t {
+  kCounter = 1,
+  kGauge = 2,
+  kGaugeDelta = 3,
+  kHistogram = 4,
+  kTiming = 5,
+  kSet = 6,
+};
+
+// What a push does when its ring is full. kDefault: kFold for counters, histograms and timings,
+// kDropNewest for gauges and sets. Every event not delivered is counted by reason in the segment.
+enum class Overflow : std::uint8_t {
+  kDefault = 0,
+  kFold = 1,        // fold into the series' count/sum/min/max (last value for gauges)
+  kDropNewest = 2,  // drop the event being pushed
+  kDropOldest = 3,  // discard the oldest waiting event to make room
+  kPriority = 4,    // keep the last 1/8 of the ring for high-priority events
+  kSampled = 5,     // above 75% fill keep 1 in N normal events, carrying rate 1/N
+};
+
+enum class Priority : std::uint8_t { kNormal = 0, kHigh = 1 };
+
+struct Tag {
+  std::string_view key;
+  std::string_view value;
+};
+
+// A borrowed list of tags: from a braced list, a vector or a pointer and size.
+class Tags {
+ public:
+  Tags() noexcept = default;
+  // The braced list lives until the end of the call's full expression, which outlives every use
+  // of a Tags parameter; it is assigned in the body because GCC warns on a member initializer.
+  Tags(std::initializer_list<Tag> tags) noexcept : size_(tags.size()) { data_ = tags.begin(); }
+  Tags(const std::vector<Tag>& tags) noexcept : data_(tags.data()), size_(tags.size()) {}  // NOLINT
+  Tags(const Tag* data, std::size_t size) noexcept : data_(data), size_(size) {}
+  const Tag* begin() const noexcept { return data_; }
+  const Tag* end() const noexcept { return data_ + size_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  const Tag* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// Options; each can be overridden by an environment variable (read when the Client is created):
+//   SHMSTATS_SERVICE, SHMSTATS_RINGS, SHMSTATS_RING_CAPACITY, SHMSTATS_SERIES_CAPACITY,
+//   SHMSTATS_STRINGS_BYTES, SHMSTATS_OVERFLOW (default|fold|drop_newest|drop_oldest|priority|
+//   sampled), SHMSTATS_SAMPLE_KEEP_ONE_IN, SHMSTATS_SHM_MODE (0600|0640|0660), SHMSTATS_SHM_PREFIX.
+struct Options {
+  std::string service;                 // empty: the program name
+  std::uint32_t rings = 16;            // producer threads with a ring of their own
+  std::uint32_t ring_capacity = 8192;  // events per ring, a power of two
+  std::uint32_t series_capacity = 4096;
+  std::uint32_t strings_bytes = 256 * 1024;  // pool for names and tags
+  Overflow overflow = Overflow::kDefault;
+  std::uint32_t sample_keep_one_in = 10;
+  std::uint32_t mode = 0600;
+  std::string shm_prefix = "shmstats";
+  bool read_environment = true;
+};
+
+// Producer-side totals, summed over the rings and the segment (a racy snapshot).
+struct Stats {
+  std::uint64_t pushed = 0;     // push attempts that reached a ring
+  std::uint64_t folded = 0;     // values folded into series accumulators
+  std::uint64_t dropped = 0;    // events dropped, all reasons
+  std::uint32_t series = 0;     // registered series
+  std::uint32_t rings_owned = 0;
+};
+
+namespace detail {
+struct ClientState;
+struct HandleData {
+  ClientState* state = nullptr;
+  std::uint32_t series_id = 0;
+  std::uint8_t overflow = 0;  // Overflow; kDefault resolves per kind from the client's options
+  std::uint8_t flags = 0;     // event flags (priority)
+};
+bool push(const HandleData& h, std::uint8_t kind, double value) noexcept;
+struct HandleAccess {
+  template <class H>
+  static H make(HandleData data) noexcept {
+    H handle;
+    handle.data_ = data;
+    return handle;
+  }
+};
+}  // namespace detail
+
+// Base of the handle types: cheap to copy, inert when default-constructed (pushes return false).
+template <class Derived>
+class Handle {
+ public:
+  bool valid() const noexcept { return data_.state != nullptr; }
+  std::uint32_t series_id() const noexcept { return data_.series_id; }
+  // A copy of this handle that uses another overflow strategy.
+  Derived with_overflow(Overflow overflow) const noexcept {
+    Derived copy = static_cast<const Derived&>(*this);
+    copy.data_.overflow = static_cast<std::uint8_t>(overflow);
+    return copy;
+  }
+  // A copy of this handle whose events carry another priority.
+  Derived with_priority(Priority priority) const noexcept {
+    Derived copy = static_cast<const Derived&>(*this);
+    copy.data_.flags = priority == Priority::kHigh ? 1 : 0;
+    return copy;
+  }
+
+ protected:
+  bool push(Kind kind, double value) const noexcept {
+    return detail::push(data_, static_cast<std::uint8_t>(kind), value);
+  }
+  detail::HandleData data_;
+  friend struct detail::HandleAccess;
+};
+
+class Counter : public Handle<Counter> {
+ public:
+  // Adds n (may be fractional; negative values are pushed as given). Any thread.
+  [[nodiscard]] bool add(double n = 1.0) noexcept { return push(Kind::kCounter, n); }
+};
+
+class Gauge : public Handle<Gauge> {
+ public:
+  [[nodiscard]] bool set(double value) noexcept { return push(Kind::kGauge, value); }
+  // Moves the gauge by delta (StatsD "+3"/"-3").
+  [[nodiscard]] bool add(double delta) noexcept { return push(Kind::kGaugeDelta, delta); }
+};
+
+class Histogram : public Handle<Histogram> {
+ public:
+  [[nodiscard]] bool record(double value) noexcept { return push(Kind::kHistogram, value); }
+};
+
+class Timing : public Handle<Timing> {
+ public:
+  [[nodiscard]] bool record_ms(double ms) noexcept { return push(Kind::kTiming, ms); }
+  template <class Rep, class Period>
+  [[nodiscard]] bool record(std::chrono::duration<Rep, Period> d) noexcept {
+    return record_ms(std::chrono::duration<double, std::milli>(d).count());
+  }
+};
+
+class Set : public Handle<Set> {
+ public:
+  // Adds a member (an id); the backend counts distinct members per flush.
+  [[nodiscard]] bool add(double member) noexcept { return push(Kind::kSet, member); }
+};
+
+class Client {
+ public:
+  // Creates this process's segment. Errors: kInvalidOptions (names the option, or the
+  // environment variable, and its value), kNoSpace (/dev/shm full), kSystem.
+  static Result<Client> create(Options options = {});
+
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  ~Client();  // marks the segment closed (the collector drains and removes it)
+
+  // Registers (or finds) a series. Cold path, any thread. Errors name the broken rule.
+  Result<Counter> counter(std::string_view name, Tags tags = {});
+  Result<Gauge> gauge(std::string_view name, Tags tags = {});
+  Result<Histogram> histogram(std::string_view name, Tags tags = {});
+  Result<Timing> timing(std::string_view name, Tags tags = {});
+  Result<Set> set(std::string_view name, Tags tags = {});
+
+  // Dynamic path: interned per thread; allocation-free once this thread has seen the series.
+  // A rejected name or tag set is counted (invalid_series) and returns false.
+  [[nodiscard]] bool count(std::string_view name, double n = 1.0, Tags tags = {}) noexcept;
+  [[nodiscard]] bool gauge_set(std::string_view name, double value, Tags tags = {}) noexcept;
+  [[nodiscard]] bool observe(std::string_view name, double value, Tags tags = {}) noexcept;
+  [[nodiscard]] bool time_ms(std::string_view name, double ms, Tags tags = {}) noexcept;
+  [[nodiscard]] bool set_add(std::string_view name, double member, Tags tags = {}) noexcept;
+
+  // The current segment's name (changes in a forked child after its first push).
+  std::string segment_name() const;
+  Stats stats() const noexcept;
+
+ private:
+  explicit Client(std::unique_ptr<detail::ClientState> state) noexcept;
+  bool dynamic_push(Kind kind, std::string_view name, double value, Tags tags) noexcept;
+  std::unique_ptr<detail::ClientState> state_;
+};
+
+}  // namespace shmstats

@@ -1,0 +1,540 @@
+#include "shm/segment.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bit>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "shm/clock.h"
+#include "shm/series.h"
+
+namespace shmstats::shm {
+namespace bip = boost::interprocess;
+
+struct Segment::Mapping {
+  bip::mapped_region region;
+};
+
+namespace {
+
+bool is_power_of_two(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+
+std::string program_name() {
+  std::ifstream comm("/proc/self/comm");
+  std::string name;
+  std::getline(comm, name);
+  return name.empty() ? std::string("unknown") : name;
+}
+
+Error system_error(std::string_view what, std::string_view name, int err) {
+  return Error{err == ENOSPC ? Errc::kNoSpace : Errc::kSystem,
+               fmt::format("{} shared-memory segment \"{}\" failed: {}", what, name,
+                           std::strerror(err))};
+}
+
+}  // namespace
+
+std::uint64_t RingStats::dropped_total() const noexcept {
+  std::uint64_t sum = 0;
+  for (const auto d : dropped) sum += d;
+  return sum;
+}
+
+TickConverter TickConverter::calibrate(std::uint64_t window_ns) noexcept {
+  TickConverter c;
+  c.ref_ns_ = clock_ns(CLOCK_MONOTONIC);
+  c.ref_ticks_ = now_ticks();
+  if constexpr (kEventClock == ClockSource::kMonotonicNs) return c;
+  std::uint64_t end_ns = c.ref_ns_;
+  std::uint64_t end_ticks = c.ref_ticks_;
+  while (end_ns - c.ref_ns_ < window_ns) {
+    end_ns = clock_ns(CLOCK_MONOTONIC);
+    end_ticks = now_ticks();
+  }
+  if (end_ticks > c.ref_ticks_) {
+    c.ns_per_tick_ =
+        static_cast<double>(end_ns - c.ref_ns_) / static_cast<double>(end_ticks - c.ref_ticks_);
+  }
+  return c;
+}
+
+std::uint64_t TickConverter::to_monotonic_ns(std::uint64_t ticks) const noexcept {
+  const double delta = (static_cast<double>(ticks) - static_cast<double>(ref_ticks_)) * ns_per_tick_;
+  const double ns = static_cast<double>(ref_ns_) + delta;
+  return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns);
+}
+
+const char* to_string(DropReason reason) noexcept {
+  switch (reason) {
+    case DropReason::kRingFull: return "ring_full";
+    case DropReason::kOldestOverwritten: return "oldest_overwritten";
+    case DropReason::kPriorityShed: return "priority_shed";
+    case DropReason::kSampledOut: return "sampled_out";
+    case DropReason::kNoRing: return "no_ring";
+    case DropReason::kInvalidSeries: return "invalid_series";
+    case DropReason::kDisabled: return "disabled";
+    case DropReason::kCount: break;
+  }
+  return "unknown";
+}
+
+const char* to_string(Kind kind) noexcept {
+  switch (kind) {
+    case Kind::kCounter: return "counter";
+    case Kind::kGauge: return "gauge";
+    case Kind::kGaugeDelta: return "gauge_delta";
+    case Kind::kHistogram: return "histogram";
+    case Kind::kTiming: return "timing";
+    case Kind::kSet: return "set";
+  }
+  return "unknown";
+}
+
+const char* to_string(Overflow overflow) noexcept {
+  switch (overflow) {
+    case Overflow::kDefault: return "default";
+    case Overflow::kFold: return "fold";
+    case Overflow::kDropNewest: return "drop_newest";
+    case Overflow::kDropOldest: return "drop_oldest";
+    case Overflow::kPriority: return "priority";
+    case Overflow::kSampled: return "sampled";
+  }
+  return "unknown";
+}
+
+Result<Geometry> check_options(const SegmentOptions& o) {
+  auto bad = [](std::string_view what, std::uint64_t value, std::string_view rule) {
+    return Error{Errc::kInvalidOptions, fmt::format("{} is {}; {}", what, value, rule)};
+  };
+  if (o.ring_count < 1 || o.ring_count > kMaxRings) {
+    return bad("ring count", o.ring_count, fmt::format("it must be 1 to {}", kMaxRings));
+  }
+  if (!is_power_of_two(o.ring_capacity) || o.ring_capacity < 2 ||
+      o.ring_capacity > kMaxRingCapacity) {
+    return bad("ring capacity", o.ring_capacity,
+               fmt::format("it must be a power of two from 2 to {}", kMaxRingCapacity));
+  }
+  if (o.series_capacity < 1 || o.series_capacity > kMaxSeriesCapacity) {
+    return bad("series capacity", o.series_capacity,
+               fmt::format("it must be 1 to {}", kMaxSeriesCapacity));
+  }
+  if (o.strings_size < kMaxSeriesTextBytes || o.strings_size > kMaxStringsBytes) {
+    return bad("string pool size", o.strings_size,
+               fmt::format("it must be {} to {} bytes", kMaxSeriesTextBytes, kMaxStringsBytes));
+  }
+  if (static_cast<std::uint8_t>(o.default_overflow) > kMaxOverflow) {
+    return bad("overflow strategy", static_cast<std::uint8_t>(o.default_overflow),
+               "it is not a known strategy");
+  }
+  if (o.sample_keep_one_in < 1 || o.sample_keep_one_in > 1'000'000) {
+    return bad("sample keep-one-in", o.sample_keep_one_in, "it must be 1 to 1000000");
+  }
+  if (o.mode != 0600 && o.mode != 0660 && o.mode != 0640) {
+    return Error{Errc::kInvalidOptions,
+                 fmt::format("segment mode is {:04o}; it must be 0600, 0640 or 0660 (never "
+                             "world-accessible)",
+                             o.mode)};
+  }
+  if (o.prefix.empty() || o.prefix.size() > 64 ||
+      o.prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+          std::string::npos) {
+    return Error{Errc::kInvalidOptions,
+                 fmt::format("segment prefix \"{}\" must be 1 to 64 characters of [A-Za-z0-9_-]",
+                             escape_for_message(o.prefix))};
+  }
+  if (o.service.size() > kMaxServiceNameBytes) {
+    return Error{Errc::kInvalidOptions,
+                 fmt::format("service name \"{}\" is {} bytes; the limit is {}",
+                             escape_for_message(o.service), o.service.size(),
+                             kMaxServiceNameBytes)};
+  }
+  return Geometry{o.ring_count, o.ring_capacity, o.series_capacity, o.strings_size};
+}
+
+std::string make_segment_name(std::string_view prefix, pid_t pid, std::uint64_t start_time,
+                              std::uint32_t n) {
+  return fmt::format("{}.{}.{}.{}", prefix, pid, start_time, n);
+}
+
+std::uint64_t process_start_time(pid_t pid) noexcept {
+  try {
+    std::ifstream in(fmt::format("/proc/{}/stat", pid));
+    std::string line;
+    if (!std::getline(in, line)) return 0;
+    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
+    const auto close = line.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream rest(line.substr(close + 1));
+    std::string field;
+    for (int i = 3; i <= 22; ++i) {
+      if (!(rest >> field)) return 0;
+    }
+    return std::stoull(field);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+OwnerStatus owner_status(pid_t pid, std::uint64_t start_time) noexcept {
+  if (pid <= 0) return OwnerStatus::kDead;
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return OwnerStatus::kDead;
+  const std::uint64_t now_start = process_start_time(pid);
+  // A pid that exists but started at another time was reused by a new process.
+  if (now_start == 0 || now_start != start_time) return OwnerStatus::kDead;
+  return OwnerStatus::kAlive;
+}
+
+std::vector<std::string> list_segments(std::string_view prefix) {
+  std::vector<std::string> names;
+  const std::string dir(kShmDirectory);
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return names;
+  const std::string want = std::string(prefix) + ".";
+  while (const dirent* e = ::readdir(d)) {
+    const std::string_view n(e->d_name);
+    if (n.size() > want.size() && n.substr(0, want.size()) == want) names.emplace_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<void> unlink_segment(std::string_view name) {
+  const std::string n(name);
+  if (!bip::shared_memory_object::remove(n.c_str())) {
+    return Error{Errc::kNotFound, fmt::format("no shared-memory segment \"{}\" to remove", n)};
+  }
+  return success();
+}
+
+Result<Segment> Segment::create(const SegmentOptions& options, std::uint32_t sequence) {
+  auto geometry = check_options(options);
+  if (!geometry) return geometry.error();
+  const Geometry& g = geometry.value();
+  const pid_t pid = ::getpid();
+  const std::uint64_t start_time = process_start_time(pid);
+  const std::string name = make_segment_name(options.prefix, pid, start_time, sequence);
+  const std::uint64_t total = g.total_size();
+
+  auto mapping = std::make_unique<Mapping>();
+  try {
+    // create_only is O_CREAT|O_EXCL: an existing object of that name is never reused. glibc's
+    // shm_open adds O_NOFOLLOW, so a planted symlink is not followed.
+    bip::shared_memory_object object(bip::create_only, name.c_str(), bip::read_write,
+                                     bip::permissions(static_cast<int>(options.mode)));
+    const int fd = object.get_mapping_handle().handle;
+    // The mode passed to shm_open is filtered by the umask; set it exactly.
+    if (::fchmod(fd, static_cast<mode_t>(options.mode)) != 0) {
+      const int err = errno;
+      bip::shared_memory_object::remove(name.c_str());
+      return system_error("setting the mode of", name, err);
+    }
+    // Reserve every page now, so a full /dev/shm fails here with ENOSPC rather than with a
+    // SIGBUS on the hot path when a page is first touched.
+    if (const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); err != 0) {
+      bip::shared_memory_object::remove(name.c_str());
+      return Error{err == ENOSPC ? Errc::kNoSpace : Errc::kSystem,
+                   fmt::format("reserving {} bytes for shared-memory segment \"{}\" in {} failed: "
+                               "{}",
+                               total, name, kShmDirectory, std::strerror(err))};
+    }
+    mapping->region = bip::mapped_region(object, bip::read_write, 0, total);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::already_exists_error) {
+      return Error{Errc::kExists, fmt::format("shared-memory segment \"{}\" exists already", name)};
+    }
+    bip::shared_memory_object::remove(name.c_str());
+    return system_error("creating", name, e.get_native_error());
+  }
+
+  auto* base = static_cast<unsigned char*>(mapping->region.get_address());
+  // The pages are fresh from fallocate and read as zero; only non-zero fields are written.
+  auto* h = new (base) SegmentHeader;  // NOLINT: placement on zeroed shared memory
+  h->layout_version = kLayoutVersion;
+  h->header_size = sizeof(SegmentHeader);
+  h->total_size = total;
+  h->series_offset = g.series_offset();
+  h->series_capacity = g.series_capacity;
+  h->series_entry_size = sizeof(SeriesEntry);
+  h->strings_offset = g.strings_offset();
+  h->strings_size = g.strings_size;
+  h->ring_count = g.ring_count;
+  h->rings_offset = g.rings_offset();
+  h->ring_capacity = g.ring_capacity;
+  h->ring_header_size = sizeof(RingHeader);
+  h->ring_stride = g.ring_stride();
+  h->owner_pid = pid;
+  h->owner_uid = ::getuid();
+  h->owner_start_time = start_time;
+  h->created_realtime_ns = clock_ns(CLOCK_REALTIME);
+  h->created_monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+  h->created_ticks = now_ticks();
+  h->clock_source = static_cast<std::uint32_t>(kEventClock);
+  const std::string service = options.service.empty() ? program_name() : options.service;
+  const std::size_t service_len = std::min(service.size(), kMaxServiceNameBytes);
+  std::memcpy(h->service_name, service.data(), service_len);
+  h->service_name_len = static_cast<std::uint32_t>(service_len);
+  h->default_overflow = static_cast<std::uint8_t>(options.default_overflow);
+  h->sample_keep_one_in = options.sample_keep_one_in;
+  h->state.store(static_cast<std::uint32_t>(SegmentState::kActive), std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < g.ring_count; ++i) {
+    auto* ring = new (base + g.rings_offset() + i * g.ring_stride()) RingHeader;  // NOLINT
+    // A distinct, non-zero xorshift seed per ring.
+    ring->rng_state = (std::uint64_t{0x9E3779B97F4A7C15ULL} * (i + 1)) ^ static_cast<std::uint64_t>(pid);
+    if (ring->rng_state == 0) ring->rng_state = 1;
+  }
+  // release: publishes every field above; pairs with the acquire load in validate_segment.
+  h->magic.store(kMagic, std::memory_order_release);
+  return Segment(std::move(mapping), name, Access::kReadWrite, g);
+}
+
+Result<Segment> Segment::attach(std::string_view name, Access access) {
+  const std::string n(name);
+  auto mapping = std::make_unique<Mapping>();
+  try {
+    const auto mode = access == Access::kReadWrite ? bip::read_write : bip::read_only;
+    bip::shared_memory_object object(bip::open_only, n.c_str(), mode);
+    bip::offset_t size = 0;
+    if (!object.get_size(size) || size <= 0) {
+      return Error{Errc::kInvalidSegment,
+                   fmt::format("shared-memory segment \"{}\" is empty", n)};
+    }
+    if (static_cast<std::uint64_t>(size) < sizeof(SegmentHeader)) {
+      return Error{Errc::kInvalidSegment,
+                   fmt::format("shared-memory segment \"{}\" is {} bytes, smaller than a header "
+                               "({} bytes)",
+                               n, size, sizeof(SegmentHeader))};
+    }
+    mapping->region = bip::mapped_region(object, mode);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      return Error{Errc::kNotFound, fmt::format("no shared-memory segment \"{}\"", n)};
+    }
+    return system_error("opening", n, e.get_native_error());
+  }
+  auto geometry = validate_segment(mapping->region.get_address(), mapping->region.get_size());
+  if (!geometry) {
+    return Error{geometry.error().code,
+                 fmt::format("segment \"{}\": {}", n, geometry.error().message)};
+  }
+  return Segment(std::move(mapping), n, access, geometry.value());
+}
+
+Result<Geometry> validate_segment(const void* base, std::size_t size) {
+  if (size < sizeof(SegmentHeader)) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("{} bytes is smaller than a segment header ({} bytes)", size,
+                             sizeof(SegmentHeader))};
+  }
+  const auto* h = static_cast<const SegmentHeader*>(base);
+  // acquire: pairs with the creator's release store of magic; the header is complete after it.
+  const std::uint64_t magic = h->magic.load(std::memory_order_acquire);
+  if (magic == 0) {
+    return Error{Errc::kInvalidSegment, "the segment is still being created (magic not set)"};
+  }
+  if (magic != kMagic) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("not a shmstats segment (magic 0x{:016x}, expected 0x{:016x})", magic,
+                             kMagic)};
+  }
+  if (h->layout_version != kLayoutVersion) {
+    return Error{Errc::kVersionMismatch,
+                 fmt::format("segment layout version is {}; this build reads version {}",
+                             h->layout_version, kLayoutVersion)};
+  }
+  auto invalid = [](std::string_view what, std::uint64_t value, std::uint64_t expected) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("{} is {}, expected {}", what, value, expected)};
+  };
+  if (h->header_size != sizeof(SegmentHeader)) {
+    return invalid("header size", h->header_size, sizeof(SegmentHeader));
+  }
+  if (h->series_entry_size != sizeof(SeriesEntry)) {
+    return invalid("series entry size", h->series_entry_size, sizeof(SeriesEntry));
+  }
+  if (h->ring_header_size != sizeof(RingHeader)) {
+    return invalid("ring header size", h->ring_header_size, sizeof(RingHeader));
+  }
+  SegmentOptions o;
+  o.ring_count = h->ring_count;
+  o.ring_capacity = h->ring_capacity;
+  o.series_capacity = h->series_capacity;
+  o.strings_size = h->strings_size;
+  o.default_overflow = static_cast<Overflow>(h->default_overflow);
+  o.sample_keep_one_in = h->sample_keep_one_in;
+  auto g = check_options(o);
+  if (!g) return Error{Errc::kInvalidSegment, "segment geometry: " + g.error().message};
+  const Geometry& geo = g.value();
+  if (h->series_offset != geo.series_offset()) {
+    return invalid("series offset", h->series_offset, geo.series_offset());
+  }
+  if (h->strings_offset != geo.strings_offset()) {
+    return invalid("string pool offset", h->strings_offset, geo.strings_offset());
+  }
+  if (h->rings_offset != geo.rings_offset()) {
+    return invalid("rings offset", h->rings_offset, geo.rings_offset());
+  }
+  if (h->ring_stride != geo.ring_stride()) {
+    return invalid("ring stride", h->ring_stride, geo.ring_stride());
+  }
+  if (h->total_size != geo.total_size()) {
+    return invalid("total size", h->total_size, geo.total_size());
+  }
+  if (geo.total_size() > size) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("segment claims {} bytes but only {} are mapped", geo.total_size(),
+                             size)};
+  }
+  if (h->service_name_len > kMaxServiceNameBytes) {
+    return invalid("service name length", h->service_name_len, kMaxServiceNameBytes);
+  }
+  if (h->clock_source != static_cast<std::uint32_t>(ClockSource::kTsc) &&
+      h->clock_source != static_cast<std::uint32_t>(ClockSource::kMonotonicNs)) {
+    return Error{Errc::kInvalidSegment, fmt::format("unknown clock source {}", h->clock_source)};
+  }
+  return geo;
+}
+
+Segment::Segment(std::unique_ptr<Mapping> mapping, std::string name, Access access,
+                 Geometry geometry)
+    : mapping_(std::move(mapping)), name_(std::move(name)), access_(access), geometry_(geometry) {}
+Segment::Segment(Segment&&) noexcept = default;
+Segment& Segment::operator=(Segment&&) noexcept = default;
+Segment::~Segment() = default;
+
+std::size_t Segment::mapped_size() const noexcept { return mapping_->region.get_size(); }
+
+SegmentHeader& Segment::header() const noexcept {
+  return *static_cast<SegmentHeader*>(mapping_->region.get_address());
+}
+
+RingHeader& Segment::ring_header(std::uint32_t index) const noexcept {
+  auto* base = static_cast<unsigned char*>(mapping_->region.get_address());
+  return *reinterpret_cast<RingHeader*>(base + geometry_.rings_offset() +
+                                        std::uint64_t{index} * geometry_.ring_stride());
+}
+
+Event* Segment::ring_slots(std::uint32_t index) const noexcept {
+  return reinterpret_cast<Event*>(reinterpret_cast<unsigned char*>(&ring_header(index)) +
+                                  sizeof(RingHeader));
+}
+
+RingWriter Segment::ring_writer(std::uint32_t index) const noexcept {
+  return RingWriter(&ring_header(index), ring_slots(index), geometry_.ring_capacity);
+}
+
+RingReader Segment::ring_reader(std::uint32_t index) const noexcept {
+  return RingReader(&ring_header(index), ring_slots(index), geometry_.ring_capacity);
+}
+
+SeriesEntry& Segment::series_entry(std::uint32_t id) const noexcept {
+  auto* base = static_cast<unsigned char*>(mapping_->region.get_address());
+  return *reinterpret_cast<SeriesEntry*>(base + geometry_.series_offset() +
+                                         std::uint64_t{id} * sizeof(SeriesEntry));
+}
+
+char* Segment::strings() const noexcept {
+  auto* base = static_cast<char*>(mapping_->region.get_address());
+  return base + geometry_.strings_offset();
+}
+
+SegmentState Segment::state() const noexcept {
+  return static_cast<SegmentState>(header().state.load(std::memory_order_acquire));
+}
+
+std::string Segment::service() const {
+  const auto& h = header();
+  const std::size_t len = std::min<std::size_t>(h.service_name_len, kMaxServiceNameBytes);
+  return std::string(h.service_name, len);
+}
+
+std::uint32_t Segment::series_count() const noexcept {
+  // acquire: pairs with the producer's release store after publishing the entry.
+  return std::min(header().series_count.load(std::memory_order_acquire),
+                  geometry_.series_capacity);
+}
+
+Result<SeriesInfo> Segment::read_series(std::uint32_t id) const {
+  if (id >= series_count()) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("series id {} is not below the published count {}", id,
+                             series_count())};
+  }
+  const SeriesEntry& e = series_entry(id);
+  // acquire: pairs with the producer's release store of state after filling the entry.
+  if (e.state.load(std::memory_order_acquire) != kSeriesPublished) {
+    return Error{Errc::kInvalidSegment, fmt::format("series {} is not published", id)};
+  }
+  if (e.id != id) {
+    return Error{Errc::kInvalidSegment, fmt::format("series entry {} says it is id {}", id, e.id)};
+  }
+  if (e.kind < 1 || e.kind > kMaxKind || e.overflow > kMaxOverflow) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("series {} has kind {} and overflow {}", id, e.kind, e.overflow)};
+  }
+  if (std::uint64_t{e.text_offset} + e.text_len > geometry_.strings_size) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("series {} text [{}, +{}) runs past the string pool ({} bytes)", id,
+                             e.text_offset, e.text_len, geometry_.strings_size)};
+  }
+  auto decoded =
+      decode_series_text(std::string_view(strings() + e.text_offset, e.text_len), e.name_len,
+                         e.tag_count);
+  if (!decoded) {
+    return Error{decoded.error().code, fmt::format("series {}: {}", id, decoded.error().message)};
+  }
+  SeriesInfo info;
+  info.id = id;
+  info.kind = static_cast<Kind>(e.kind);
+  info.overflow = static_cast<Overflow>(e.overflow);
+  info.name = std::string(decoded.value().name);
+  for (std::size_t i = 0; i < decoded.value().tag_count; ++i) {
+    info.tags.emplace_back(decoded.value().tags[i].key, decoded.value().tags[i].value);
+  }
+  return info;
+}
+
+RingStats Segment::ring_stats(std::uint32_t index) const noexcept {
+  const RingHeader& r = ring_header(index);
+  RingStats s;
+  s.state = static_cast<RingState>(r.state.load(std::memory_order_acquire));
+  s.owner_tid = r.owner_tid.load(std::memory_order_relaxed);
+  // Tail first, then head (see RingReader::poll) so an honest ring never shows tail < head.
+  s.tail = r.tail.load(std::memory_order_acquire);
+  s.head = r.head.load(std::memory_order_acquire);
+  s.pushed = r.pushed.load(std::memory_order_relaxed);
+  s.high_water = r.high_water.load(std::memory_order_relaxed);
+  s.claims = r.claims.load(std::memory_order_relaxed);
+  s.folded = r.folded.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
+    s.dropped[i] = r.dropped[i].load(std::memory_order_relaxed);
+  }
+  return s;
+}
+
+SegmentCounters Segment::counters() const noexcept {
+  const SegmentHeader& h = header();
+  SegmentCounters c;
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
+    c.dropped[i] = h.dropped[i].load(std::memory_order_relaxed);
+  }
+  c.folded_no_ring = h.folded_no_ring.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < c.series_rejected.size(); ++i) {
+    c.series_rejected[i] = h.series_rejected[i].load(std::memory_order_relaxed);
+  }
+  return c;
+}
+
+}  // namespace shmstats::shm

@@ -1,0 +1,70 @@
+// Test support: unique segment prefixes with a guard that unlinks them, bounded waits that report
+// the last state seen, and real child processes.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace shmstats::testing {
+
+// A segment prefix no other test (or run) uses: "t<pid>_<counter>_<test name>", cut to fit.
+std::string unique_prefix();
+
+// Unlinks every segment whose name starts with "<prefix>." when it goes out of scope, so a failed
+// test leaves nothing behind in /dev/shm.
+class SegmentGuard {
+ public:
+  explicit SegmentGuard(std::string prefix) : prefix_(std::move(prefix)) {}
+  SegmentGuard(const SegmentGuard&) = delete;
+  SegmentGuard& operator=(const SegmentGuard&) = delete;
+  ~SegmentGuard();
+  const std::string& prefix() const { return prefix_; }
+
+ private:
+  std::string prefix_;
+};
+
+// Polls `done` until it returns true or `timeout` passes; on timeout the failure carries
+// `describe()`, the last state seen.
+::testing::AssertionResult wait_until(const std::function<bool()>& done,
+                                      std::chrono::milliseconds timeout,
+                                      const std::function<std::string()>& describe);
+
+// A real child process running `argv` (argv[0] a path), with stdout captured to a pipe.
+class ChildProcess {
+ public:
+  static ChildProcess spawn(const std::vector<std::string>& argv,
+                            const std::vector<std::string>& extra_env = {});
+  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess& operator=(ChildProcess&&) = delete;
+  ChildProcess(const ChildProcess&) = delete;
+  ~ChildProcess();  // kills and reaps a child still running
+
+  pid_t pid() const { return pid_; }
+  // Reads stdout lines until one starts with `prefix`; returns the rest of it, or "" on timeout/EOF.
+  std::string read_line_starting(const std::string& prefix, std::chrono::milliseconds timeout);
+  // Everything the child wrote to stdout so far (blocks until EOF if `until_eof`).
+  std::string read_all(bool until_eof);
+  void kill(int sig);
+  // Waits for exit; returns the exit status (or 128+signal), or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+
+ private:
+  ChildProcess(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffered_;
+  bool reaped_ = false;
+  int status_ = -1;
+};
+
+// Path of the helper binary (set by CMake as SHMSTATS_TEST_HELPER).
+std::string helper_path();
+
+}  // namespace shmstats::testing

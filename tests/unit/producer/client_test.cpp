@@ -1,0 +1,560 @@
+#include "shmstats/shmstats.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "shm/segment.h"
+#include "tests/support/support.h"
+
+// Counts allocations made by this test binary, to check that the push path makes none.
+namespace {
+std::atomic<std::uint64_t> g_allocations{0};
+}  // namespace
+void* operator new(std::size_t size) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace shmstats {
+namespace {
+
+using shm::DropReason;
+using shm::Segment;
+using testing::SegmentGuard;
+using testing::unique_prefix;
+
+constexpr std::uint32_t kSmallRing = 8;
+
+Options small_options(const std::string& prefix, Overflow overflow = Overflow::kDefault) {
+  Options o;
+  o.shm_prefix = prefix;
+  o.service = "client-test";
+  o.rings = 2;
+  o.ring_capacity = kSmallRing;
+  o.series_capacity = 64;
+  o.overflow = overflow;
+  o.read_environment = false;
+  return o;
+}
+
+Segment attach(const Client& c) {
+  auto seg = Segment::attach(c.segment_name(), Segment::Access::kReadWrite);
+  EXPECT_TRUE(seg) << (seg ? "" : seg.error().message);
+  return std::move(seg).value();
+}
+
+std::vector<shm::Event> drain_all(const Segment& seg) {
+  std::vector<shm::Event> all;
+  std::vector<shm::Event> batch(64);
+  for (std::uint32_t r = 0; r < seg.geometry().ring_count; ++r) {
+    auto reader = seg.ring_reader(r);
+    for (;;) {
+      const auto got = reader.poll(batch);
+      if (got.count == 0) break;
+      all.insert(all.end(), batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(got.count));
+    }
+  }
+  return all;
+}
+
+// Sum of a ring's counters across all rings.
+shm::RingStats total_ring_stats(const Segment& seg) {
+  shm::RingStats t;
+  for (std::uint32_t r = 0; r < seg.geometry().ring_count; ++r) {
+    const auto s = seg.ring_stats(r);
+    t.pushed += s.pushed;
+    t.folded += s.folded;
+    for (std::size_t i = 0; i < shm::kDropReasonCount; ++i) t.dropped[i] += s.dropped[i];
+  }
+  return t;
+}
+
+std::uint64_t dropped(const shm::RingStats& s, DropReason r) {
+  return s.dropped[static_cast<std::size_t>(r)];
+}
+
+double fold_double(const std::atomic<std::uint64_t>& bits) {
+  return std::bit_cast<double>(bits.load());
+}
+
+TEST(ClientTest, CreateMakesSegmentAndDestroyMarksItClosed) {
+  SegmentGuard guard(unique_prefix());
+  std::string name;
+  {
+    auto sut = Client::create(small_options(guard.prefix()));
+    ASSERT_TRUE(sut) << sut.error().message;
+    name = sut->segment_name();
+    auto c = sut->counter("requests");
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->add());
+    auto seg = Segment::attach(name, Segment::Access::kReadOnly);
+    ASSERT_TRUE(seg);
+    EXPECT_EQ(seg.value().state(), shm::SegmentState::kActive);
+    EXPECT_EQ(seg.value().ring_stats(0).state, shm::RingState::kOwned);
+  }
+  auto seg = Segment::attach(name, Segment::Access::kReadOnly);
+  ASSERT_TRUE(seg) << "a closed segment stays for the collector to drain";
+  EXPECT_EQ(seg.value().state(), shm::SegmentState::kClosed);
+  EXPECT_EQ(seg.value().ring_stats(0).state, shm::RingState::kRetired);
+  EXPECT_EQ(seg.value().ring_stats(0).tail, 1U);
+}
+
+TEST(ClientTest, PushedEventCarriesSeriesKindValueAndTimestamp) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto timing = sut->timing("db.query", {{"table", "users"}});
+  ASSERT_TRUE(timing);
+  ASSERT_TRUE(timing->record_ms(12.5));
+  ASSERT_TRUE(timing->record(std::chrono::microseconds(1500)));
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  ASSERT_EQ(events.size(), 2U);
+  EXPECT_EQ(events[0].series_id, timing->series_id());
+  EXPECT_EQ(events[0].kind, static_cast<std::uint8_t>(Kind::kTiming));
+  EXPECT_EQ(events[0].value, 12.5);
+  EXPECT_EQ(events[0].sample_rate, 1.0F);
+  EXPECT_EQ(events[1].value, 1.5);
+  EXPECT_GE(events[1].ts, events[0].ts);
+  EXPECT_GE(events[0].ts, seg.header().created_ticks);
+  const auto info = seg.read_series(timing->series_id());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info.value().name, "db.query");
+  ASSERT_EQ(info.value().tags.size(), 1U);
+  EXPECT_EQ(info.value().tags[0].second, "users");
+  EXPECT_EQ(info.value().kind, shm::Kind::kTiming);
+}
+
+TEST(ClientTest, GaugeSetAndAddUseTheirOwnEventKinds) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto gauge = sut->gauge("queue.depth");
+  ASSERT_TRUE(gauge);
+  ASSERT_TRUE(gauge->set(10));
+  ASSERT_TRUE(gauge->add(-3));
+  const auto events = drain_all(attach(sut.value()));
+  ASSERT_EQ(events.size(), 2U);
+  EXPECT_EQ(events[0].kind, static_cast<std::uint8_t>(Kind::kGauge));
+  EXPECT_EQ(events[1].kind, static_cast<std::uint8_t>(Kind::kGaugeDelta));
+  EXPECT_EQ(events[1].value, -3);
+}
+
+TEST(ClientRegistrationTest, SameSeriesInAnyTagOrderGetsOneId) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto a = sut->counter("hits", {{"a", "1"}, {"b", "2"}});
+  auto b = sut->counter("hits", {{"b", "2"}, {"a", "1"}});
+  auto c = sut->counter("hits", {{"a", "1"}});
+  ASSERT_TRUE(a && b && c);
+  EXPECT_EQ(a->series_id(), b->series_id());
+  EXPECT_NE(a->series_id(), c->series_id());
+  EXPECT_EQ(sut->stats().series, 2U);
+}
+
+TEST(ClientRegistrationTest, RejectsBadNameWithRuleAndCountsIt) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto bad = sut->counter("has space");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidName);
+  EXPECT_NE(bad.error().message.find("[A-Za-z0-9_.-]"), std::string::npos);
+  auto bad_tag = sut->counter("ok", {{"k:", "v"}});
+  ASSERT_FALSE(bad_tag);
+  EXPECT_EQ(bad_tag.error().code, ErrorCode::kInvalidTag);
+  const auto counters = attach(sut.value()).counters();
+  EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kInvalidName)], 1U);
+  EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kInvalidTag)], 1U);
+  EXPECT_EQ(sut->stats().series, 0U);
+}
+
+TEST(ClientRegistrationTest, RejectsSameSeriesWithAnotherKind) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  ASSERT_TRUE(sut->counter("x"));
+  auto as_gauge = sut->gauge("x");
+  ASSERT_FALSE(as_gauge);
+  EXPECT_EQ(as_gauge.error().code, ErrorCode::kKindMismatch);
+  EXPECT_NE(as_gauge.error().message.find("is a counter"), std::string::npos);
+}
+
+TEST(ClientRegistrationTest, TableFullHasItsOwnError) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  constexpr std::uint32_t kCapacity = 4;
+  o.series_capacity = kCapacity;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  for (std::uint32_t i = 0; i < kCapacity; ++i) ASSERT_TRUE(sut->counter("s" + std::to_string(i)));
+  auto full = sut->counter("one.more");
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().code, ErrorCode::kSeriesTableFull);
+  EXPECT_NE(full.error().message.find("full (4 series)"), std::string::npos);
+  EXPECT_TRUE(sut->counter("s0")) << "existing series are still found";
+}
+
+TEST(ClientDynamicTest, InternsOnceAndPushesEveryCall) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  ASSERT_TRUE(sut->count("dyn", 2, {{"a", "1"}, {"b", "2"}}));
+  ASSERT_TRUE(sut->count("dyn", 3, {{"b", "2"}, {"a", "1"}}));
+  ASSERT_TRUE(sut->gauge_set("dyn.g", 7));
+  const auto events = drain_all(attach(sut.value()));
+  ASSERT_EQ(events.size(), 3U);
+  EXPECT_EQ(events[0].series_id, events[1].series_id);
+  EXPECT_NE(events[0].series_id, events[2].series_id);
+  EXPECT_EQ(sut->stats().series, 2U);
+}
+
+TEST(ClientDynamicTest, BadSeriesIsRefusedAndCounted) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  EXPECT_FALSE(sut->count("bad name"));
+  EXPECT_FALSE(sut->count("ok", 1, {{"k", "a|b"}}));
+  ASSERT_TRUE(sut->count("ok"));
+  EXPECT_FALSE(sut->observe("ok", 1)) << "kind mismatch: ok is a counter";
+  const auto c = attach(sut.value()).counters();
+  EXPECT_EQ(c.dropped[static_cast<std::size_t>(DropReason::kInvalidSeries)], 3U);
+}
+
+TEST(ClientDynamicTest, PushPathAllocatesNothingAfterFirstSight) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.ring_capacity = 1024;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto counter = sut->counter("alloc.handle");
+  ASSERT_TRUE(counter);
+  ASSERT_TRUE(counter->add());
+  ASSERT_TRUE(sut->count("alloc.dynamic", 1, {{"k", "v"}}));
+  constexpr int kPushes = 5000;  // enough to fill and overflow (fold) the ring
+  const auto before = g_allocations.load();
+  for (int i = 0; i < kPushes; ++i) {
+    (void)counter->add();
+    (void)sut->count("alloc.dynamic", 1, {{"k", "v"}});
+  }
+  EXPECT_EQ(g_allocations.load() - before, 0U);
+}
+
+// Overflow accounting: pushed = consumed + folded + dropped, exactly, for every strategy.
+TEST(ClientOverflowTest, FoldKeepsExactTotalsOfValuesThatDidNotFit) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));  // counters fold by default
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("folded");
+  ASSERT_TRUE(c);
+  constexpr int kPushes = 20;
+  for (int i = 1; i <= kPushes; ++i) ASSERT_TRUE(c->add(i));
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  const auto stats = total_ring_stats(seg);
+  ASSERT_EQ(events.size(), kSmallRing);
+  EXPECT_EQ(stats.pushed, static_cast<std::uint64_t>(kPushes));
+  EXPECT_EQ(stats.folded, kPushes - kSmallRing);
+  EXPECT_EQ(stats.dropped_total(), 0U);
+  EXPECT_EQ(stats.pushed, events.size() + stats.folded + stats.dropped_total());
+  const auto& entry = seg.series_entry(c->series_id());
+  EXPECT_EQ(entry.fold_count.load(), kPushes - kSmallRing);
+  // Values 9..20 did not fit: their sum, min and max are kept.
+  EXPECT_EQ(fold_double(entry.fold_sum_bits), 9 + 10 + 11 + 12 + 13 + 14 + 15 + 16 + 17 + 18 + 19 + 20);
+  EXPECT_EQ(fold_double(entry.fold_min_bits), 9);
+  EXPECT_EQ(fold_double(entry.fold_max_bits), 20);
+  EXPECT_EQ(fold_double(entry.fold_last_bits), 20);
+}
+
+TEST(ClientOverflowTest, DropNewestCountsEveryRefusedEvent) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));  // gauges drop newest by default
+  ASSERT_TRUE(sut);
+  auto g = sut->gauge("dropped");
+  ASSERT_TRUE(g);
+  constexpr int kPushes = 20;
+  int refused = 0;
+  for (int i = 0; i < kPushes; ++i) refused += g->set(i) ? 0 : 1;
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  const auto stats = total_ring_stats(seg);
+  EXPECT_EQ(refused, kPushes - static_cast<int>(kSmallRing));
+  EXPECT_EQ(dropped(stats, DropReason::kRingFull), kPushes - kSmallRing);
+  EXPECT_EQ(stats.pushed, events.size() + stats.folded + stats.dropped_total());
+  ASSERT_EQ(events.size(), kSmallRing);
+  EXPECT_EQ(events.back().value, kSmallRing - 1);
+}
+
+TEST(ClientOverflowTest, DropOldestKeepsFreshestEvents) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix(), Overflow::kDropOldest));
+  ASSERT_TRUE(sut);
+  auto h = sut->histogram("fresh");
+  ASSERT_TRUE(h);
+  constexpr int kPushes = 20;
+  for (int i = 0; i < kPushes; ++i) ASSERT_TRUE(h->record(i));
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  const auto stats = total_ring_stats(seg);
+  ASSERT_EQ(events.size(), kSmallRing);
+  EXPECT_EQ(events.front().value, kPushes - kSmallRing);
+  EXPECT_EQ(events.back().value, kPushes - 1);
+  EXPECT_EQ(dropped(stats, DropReason::kOldestOverwritten), kPushes - kSmallRing);
+  // Discarded events had entered the ring, so pushed = consumed + discarded.
+  EXPECT_EQ(stats.pushed, events.size() + stats.dropped_total());
+}
+
+TEST(ClientOverflowTest, PriorityReservesRoomForHighPriorityEvents) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix(), Overflow::kPriority));
+  ASSERT_TRUE(sut);
+  auto normal = sut->counter("normal");
+  ASSERT_TRUE(normal);
+  auto urgent = normal->with_priority(Priority::kHigh);
+  constexpr int kNormalPushes = 20;
+  constexpr std::uint32_t kReserve = kSmallRing / 8;
+  int normal_refused = 0;
+  for (int i = 0; i < kNormalPushes; ++i) normal_refused += normal->add() ? 0 : 1;
+  EXPECT_EQ(normal_refused, kNormalPushes - static_cast<int>(kSmallRing - kReserve));
+  EXPECT_TRUE(urgent.add()) << "the reserve takes a high-priority event";
+  EXPECT_FALSE(urgent.add()) << "then the ring is full";
+  const Segment seg = attach(sut.value());
+  const auto stats = total_ring_stats(seg);
+  EXPECT_EQ(dropped(stats, DropReason::kPriorityShed), static_cast<std::uint64_t>(normal_refused));
+  EXPECT_EQ(dropped(stats, DropReason::kRingFull), 1U);
+  const auto events = drain_all(seg);
+  ASSERT_EQ(events.size(), kSmallRing);
+  EXPECT_EQ(events.back().flags & shm::kEventFlagHighPriority, shm::kEventFlagHighPriority);
+  EXPECT_EQ(stats.pushed, events.size() + stats.dropped_total());
+}
+
+TEST(ClientOverflowTest, SampledKeepsOneInNAboveThresholdAndCarriesRate) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix(), Overflow::kSampled);
+  constexpr std::uint32_t kRing = 256;
+  constexpr std::uint32_t kKeepOneIn = 4;
+  o.ring_capacity = kRing;
+  o.sample_keep_one_in = kKeepOneIn;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("sampled");
+  ASSERT_TRUE(c);
+  constexpr int kPushes = 400;
+  for (int i = 0; i < kPushes; ++i) (void)c->add();
+  const Segment seg = attach(sut.value());
+  const auto stats = total_ring_stats(seg);
+  const auto events = drain_all(seg);
+  std::size_t full_rate = 0;
+  std::size_t sampled = 0;
+  for (const auto& ev : events) {
+    if (ev.sample_rate == 1.0F) {
+      ++full_rate;
+    } else {
+      EXPECT_FLOAT_EQ(ev.sample_rate, 1.0F / kKeepOneIn);
+      ++sampled;
+    }
+  }
+  EXPECT_EQ(full_rate, kRing / 4 * 3 + 1) << "below 75% fill every event is kept";
+  EXPECT_GT(sampled, 0U);
+  EXPECT_GT(dropped(stats, DropReason::kSampledOut), 0U);
+  EXPECT_EQ(stats.pushed, events.size() + stats.dropped_total());
+  // Each kept sampled event stands for 1/rate events: the estimate is near the pushed count.
+  const double estimate = static_cast<double>(full_rate) + static_cast<double>(sampled) * kKeepOneIn;
+  const double represented = static_cast<double>(stats.pushed - dropped(stats, DropReason::kRingFull));
+  EXPECT_NEAR(estimate, represented, represented * 0.25);
+}
+
+TEST(ClientOverflowTest, PerHandleOverrideBeatsClientDefault) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("override");
+  ASSERT_TRUE(c);
+  auto dropping = c->with_overflow(Overflow::kDropNewest);
+  for (std::uint32_t i = 0; i < kSmallRing; ++i) ASSERT_TRUE(dropping.add());
+  EXPECT_FALSE(dropping.add());
+  EXPECT_TRUE(c->add()) << "the original handle still folds";
+  const auto stats = total_ring_stats(attach(sut.value()));
+  EXPECT_EQ(dropped(stats, DropReason::kRingFull), 1U);
+  EXPECT_EQ(stats.folded, 1U);
+}
+
+// Twice as many threads as rings: none blocks; values of threads without a ring fold, so the
+// totals stay exact; sets from such threads are dropped and counted.
+TEST(ClientThreadsTest, ThreadsBeyondRingsFoldWithoutLoss) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix(), Overflow::kDropNewest);
+  constexpr std::uint32_t kRings = 2;
+  constexpr int kThreads = 2 * kRings;
+  constexpr int kPerThread = 5000;
+  o.rings = kRings;
+  o.ring_capacity = 1U << 14;  // large enough that ring owners never overflow here
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("many.threads");
+  auto s = sut->set("many.sets");
+  ASSERT_TRUE(c && s);
+  std::atomic<int> ready{0};
+  std::atomic<int> set_refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      Counter mine = c.value();
+      Set set = s.value();
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();  // all alive at once
+      for (int i = 0; i < kPerThread; ++i) EXPECT_TRUE(mine.add(2));
+      if (!set.add(1)) ++set_refused;
+      // Stay alive until every thread has pushed, so no ring is handed over mid-test.
+      ++ready;
+      while (ready.load() < 2 * kThreads) std::this_thread::yield();
+    });
+  }
+  for (auto& t : threads) t.join();
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  double ring_sum = 0;
+  std::size_t ring_counter_events = 0;
+  for (const auto& ev : events) {
+    if (ev.series_id == c->series_id()) {
+      ring_sum += ev.value;
+      ++ring_counter_events;
+    }
+  }
+  const auto& entry = seg.series_entry(c->series_id());
+  EXPECT_EQ(ring_counter_events + entry.fold_count.load(),
+            static_cast<std::uint64_t>(kThreads) * kPerThread);
+  EXPECT_EQ(ring_sum + fold_double(entry.fold_sum_bits), 2.0 * kThreads * kPerThread);
+  EXPECT_GT(entry.fold_count.load(), 0U) << "some threads had no ring";
+  EXPECT_EQ(seg.counters().folded_no_ring, entry.fold_count.load());
+  EXPECT_EQ(seg.counters().dropped[static_cast<std::size_t>(DropReason::kNoRing)],
+            static_cast<std::uint64_t>(set_refused.load()));
+  EXPECT_EQ(set_refused.load(), kThreads - static_cast<int>(kRings));
+}
+
+TEST(ClientThreadsTest, ExitedThreadRingIsReusedOnlyAfterDrain) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.rings = 1;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("reuse");
+  ASSERT_TRUE(c);
+  std::thread([&] { EXPECT_TRUE(c->add(1)); }).join();
+  const Segment seg = attach(sut.value());
+  EXPECT_EQ(seg.ring_stats(0).state, shm::RingState::kRetired);
+  // Undrained: a new thread must not take the ring; it folds instead.
+  std::thread([&] { EXPECT_TRUE(c->add(5)); }).join();
+  EXPECT_EQ(seg.ring_stats(0).claims, 1U);
+  EXPECT_EQ(seg.counters().folded_no_ring, 1U);
+  ASSERT_EQ(drain_all(seg).size(), 1U);
+  std::thread([&] { EXPECT_TRUE(c->add(7)); }).join();
+  EXPECT_EQ(seg.ring_stats(0).claims, 2U);
+  const auto events = drain_all(seg);
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].value, 7);
+}
+
+TEST(ClientForkTest, ChildGetsOwnSegmentAndNeverWritesParentRings) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("forked");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->add(1));
+  const std::string parent_name = sut->segment_name();
+  const Segment parent_seg = attach(sut.value());
+  const auto tail_before = parent_seg.ring_stats(0).tail;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // In the child: push, then report through the exit code.
+    const bool pushed = c->add(42);
+    const bool moved = sut->segment_name() != parent_name;
+    std::_Exit(pushed && moved ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(parent_seg.ring_stats(0).tail, tail_before) << "child wrote into the parent's ring";
+  // The child's segment holds the same series under the same id, and its event.
+  std::string child_name;
+  for (const auto& n : shm::list_segments(guard.prefix())) {
+    if (n != parent_name) child_name = n;
+  }
+  ASSERT_FALSE(child_name.empty());
+  auto child_seg = Segment::attach(child_name, Segment::Access::kReadWrite);
+  ASSERT_TRUE(child_seg) << child_seg.error().message;
+  EXPECT_EQ(child_seg.value().header().owner_pid, child);
+  const auto info = child_seg.value().read_series(c->series_id());
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info.value().name, "forked");
+  const auto events = drain_all(child_seg.value());
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].value, 42);
+  ASSERT_TRUE(c->add(2)) << "the parent keeps pushing to its own ring";
+  EXPECT_EQ(parent_seg.ring_stats(0).tail, tail_before + 1);
+}
+
+TEST(ClientOptionsTest, EnvironmentOverridesOptions) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.read_environment = true;
+  ::setenv("SHMSTATS_RING_CAPACITY", "64", 1);
+  ::setenv("SHMSTATS_SERVICE", "from-env", 1);
+  auto sut = Client::create(o);
+  ::unsetenv("SHMSTATS_RING_CAPACITY");
+  ::unsetenv("SHMSTATS_SERVICE");
+  ASSERT_TRUE(sut) << sut.error().message;
+  const Segment seg = attach(sut.value());
+  EXPECT_EQ(seg.geometry().ring_capacity, 64U);
+  EXPECT_EQ(seg.service(), "from-env");
+}
+
+TEST(ClientOptionsTest, BadEnvironmentValueNamesVariableAndValue) {
+  auto o = small_options(unique_prefix());
+  o.read_environment = true;
+  ::setenv("SHMSTATS_RINGS", "lots", 1);
+  auto sut = Client::create(o);
+  ::unsetenv("SHMSTATS_RINGS");
+  ASSERT_FALSE(sut);
+  EXPECT_EQ(sut.error().code, ErrorCode::kInvalidOptions);
+  EXPECT_NE(sut.error().message.find("SHMSTATS_RINGS=\"lots\""), std::string::npos);
+  ::setenv("SHMSTATS_OVERFLOW", "whatever", 1);
+  auto bad_overflow = Client::create(o);
+  ::unsetenv("SHMSTATS_OVERFLOW");
+  ASSERT_FALSE(bad_overflow);
+  EXPECT_NE(bad_overflow.error().message.find("drop_oldest"), std::string::npos);
+}
+
+TEST(ClientOptionsTest, InvalidOptionIsRefusedAtCreate) {
+  auto o = small_options(unique_prefix());
+  o.ring_capacity = 100;
+  auto sut = Client::create(o);
+  ASSERT_FALSE(sut);
+  EXPECT_EQ(sut.error().code, ErrorCode::kInvalidOptions);
+}
+
+TEST(ClientTest, DefaultHandleIsInert) {
+  Counter none;
+  EXPECT_FALSE(none.valid());
+  EXPECT_FALSE(none.add());
+}
+
+}  // namespace
+}  // namespace shmstats

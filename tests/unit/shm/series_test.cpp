@@ -1,0 +1,160 @@
+#include "shm/series.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace shmstats::shm {
+namespace {
+
+Result<void> check(std::string_view name, std::vector<TagView> tags = {}) {
+  return validate_series(name, tags);
+}
+
+TEST(SeriesValidationTest, AcceptsNameAtLimitsAndTypicalTags) {
+  EXPECT_TRUE(check("a"));
+  EXPECT_TRUE(check(std::string(kMaxNameBytes, 'x')));
+  EXPECT_TRUE(check("http.requests_total-v2", {{"route", "/api:v1#x"}, {"code", "200"}}));
+  EXPECT_TRUE(check("utf8", {{"city", "Z\xC3\xBCrich"}}));  // valid two-byte sequence
+}
+
+TEST(SeriesValidationTest, RejectsEmptyAndTooLongNames) {
+  const auto empty = check("");
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, Errc::kInvalidName);
+  const auto long_name = check(std::string(kMaxNameBytes + 1, 'x'));
+  ASSERT_FALSE(long_name);
+  EXPECT_EQ(long_name.error().code, Errc::kInvalidName);
+  EXPECT_NE(long_name.error().message.find("201 bytes"), std::string::npos);
+  EXPECT_NE(long_name.error().message.find("200"), std::string::npos);
+}
+
+TEST(SeriesValidationTest, RejectsNameCharactersOutsideTheSet) {
+  for (const char* bad : {"a b", "a/b", "a:b", "a|b", "a#b", "caf\xC3\xA9", "tab\t"}) {
+    const auto r = check(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, Errc::kInvalidName) << bad;
+    EXPECT_NE(r.error().message.find("[A-Za-z0-9_.-]"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsMoreThanSixteenTags) {
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i <= kMaxTags; ++i) keys.push_back("k" + std::to_string(i));
+  std::vector<TagView> tags;
+  for (const auto& k : keys) tags.push_back({k, "v"});
+  const auto r = check("m", tags);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kTooManyTags);
+  EXPECT_NE(r.error().message.find("17 tags; the limit is 16"), std::string::npos);
+  tags.pop_back();
+  EXPECT_TRUE(check("m", tags));
+}
+
+TEST(SeriesValidationTest, RejectsTagPartsOutOfLength) {
+  const std::string at_limit(kMaxTagPartBytes, 'k');
+  const std::string over(kMaxTagPartBytes + 1, 'k');
+  EXPECT_TRUE(check("m", {{at_limit, at_limit}}));
+  for (const auto& tags : std::vector<std::vector<TagView>>{
+           {{"", "v"}}, {{"k", ""}}, {{over, "v"}}, {{"k", over}}}) {
+    const auto r = check("m", tags);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsReservedCharactersInKeys) {
+  for (const char* key : {"a|b", "a#b", "a,b", "a:b"}) {
+    const auto r = check("m", {{key, "v"}});
+    ASSERT_FALSE(r) << key;
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+    EXPECT_NE(r.error().message.find("key"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsPipeAndCommaInValuesButAcceptsColonAndHash) {
+  for (const char* value : {"a|b", "a,b"}) {
+    const auto r = check("m", {{"k", value}});
+    ASSERT_FALSE(r) << value;
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+  }
+  EXPECT_TRUE(check("m", {{"k", "a:b#c"}}));
+}
+
+TEST(SeriesValidationTest, RejectsControlCharacters) {
+  for (const std::string& bad : {std::string("a\nb"), std::string("a\0b", 3), std::string("\x7f")}) {
+    const auto r = check("m", {{"k", bad}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+    EXPECT_NE(r.error().message.find("control character"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsInvalidUtf8) {
+  for (const char* bad : {"\xC3", "\xC3\x28", "\xE2\x82", "\xC0\xAF" /* overlong */,
+                          "\xED\xA0\x80" /* surrogate */, "\xF4\x90\x80\x80" /* > U+10FFFF */,
+                          "\xFF"}) {
+    const auto r = check("m", {{"k", bad}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+    EXPECT_NE(r.error().message.find("UTF-8"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsDuplicateKeys) {
+  const auto r = check("m", {{"k", "1"}, {"k", "2"}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kDuplicateTag);
+}
+
+TEST(SeriesValidationTest, EscapesOffendingBytesInMessages) {
+  const auto r = check("m", {{"k", "a\x01"}});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("\\x01"), std::string::npos);
+  EXPECT_EQ(r.error().message.find('\x01'), std::string::npos);
+}
+
+TEST(SeriesTextTest, HashAndEqualityIgnoreTagOrder) {
+  const std::vector<TagView> ab{{"a", "1"}, {"b", "2"}};
+  const std::vector<TagView> ba{{"b", "2"}, {"a", "1"}};
+  EXPECT_EQ(series_hash("m", ab), series_hash("m", ba));
+  EXPECT_NE(series_hash("m", ab), series_hash("n", ab));
+  EXPECT_NE(series_hash("m", ab), series_hash("m", std::vector<TagView>{{"a", "1"}, {"b", "3"}}));
+  const std::string text = encode_series_text("m", ba);
+  EXPECT_TRUE(series_text_equals(text, 1, 2, "m", ab));
+  EXPECT_TRUE(series_text_equals(text, 1, 2, "m", ba));
+  EXPECT_FALSE(series_text_equals(text, 1, 2, "m", std::vector<TagView>{{"a", "1"}}));
+}
+
+TEST(SeriesTextTest, DecodeRoundTripsSortedTags) {
+  const std::vector<TagView> tags{{"zone", "eu"}, {"app", "x:y"}};
+  const std::string text = encode_series_text("requests", tags);
+  const auto decoded = decode_series_text(text, 8, 2);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded.value().name, "requests");
+  ASSERT_EQ(decoded.value().tag_count, 2U);
+  EXPECT_EQ(decoded.value().tags[0].key, "app");
+  EXPECT_EQ(decoded.value().tags[0].value, "x:y");
+  EXPECT_EQ(decoded.value().tags[1].key, "zone");
+}
+
+TEST(SeriesTextTest, DecodeRejectsLengthsPastTheText) {
+  std::string text = encode_series_text("m", std::vector<TagView>{{"k", "v"}});
+  text[1] = static_cast<char>(200);  // key length runs past the end
+  const auto r = decode_series_text(text, 1, 1);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidSegment);
+  EXPECT_FALSE(decode_series_text("m", 5, 0));   // name longer than text
+  EXPECT_FALSE(decode_series_text("m", 1, 17));  // too many tags
+  EXPECT_FALSE(decode_series_text("mx", 1, 0));  // trailing bytes
+}
+
+TEST(SeriesTextTest, DecodeRejectsStoredTextThatFailsValidation) {
+  const auto r = decode_series_text("bad name", 8, 0);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("fails validation"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shmstats::shm
