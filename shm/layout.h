@@ -23,10 +23,12 @@
 //
 // RingHeader (one per ring):
 //   line 0-1  producer line: tail (release), cached_head, pushed, rng   -- written by the producer
-//   line 2-3  consumer line: head                                       -- consumer, and the producer
+//   line 2-3  consumer line: head                                       -- consumer, and the
+//   producer
 //                                                                          under drop-oldest (CAS)
 //   line 4    owner: state, owner_tid, high_water
-//   line 5    drop and fold counters                                    -- producer, only when dropping
+//   line 5    drop and fold counters                                    -- producer, only when
+//   dropping
 //
 // Invariants (checked by readers, since a segment is untrusted):
 //   - head and tail are 64-bit and only grow; 0 <= tail - head <= ring_capacity.
@@ -51,8 +53,11 @@ inline constexpr std::size_t kMaxServiceNameBytes = 63;
 inline constexpr std::size_t kMaxNameBytes = 200;
 inline constexpr std::size_t kMaxTags = 16;
 inline constexpr std::size_t kMaxTagPartBytes = 64;
-// name + per tag (1 length byte + key + 1 length byte + value)
-inline constexpr std::size_t kMaxSeriesTextBytes = kMaxNameBytes + kMaxTags * (2 + 2 * kMaxTagPartBytes);
+// The canonical text of one series (name, then per tag: length byte, key, length byte, value) is
+// at most this long. The per-part limits alone would allow 2,280 bytes, but a series definition
+// must fit in one datagram of at most 1472 bytes together with its event, so that every datagram
+// decodes on its own; 1024 leaves room for the framing, the service name and an event.
+inline constexpr std::size_t kMaxSeriesTextBytes = 1024;
 
 // Limits a reader enforces on an untrusted header before it trusts any geometry.
 inline constexpr std::uint32_t kMaxRings = 1024;
@@ -108,13 +113,13 @@ inline constexpr std::uint8_t kEventFlagHighPriority = 0x01;
 // One pushed value. 32 bytes, so two share a cache line and a ring slot is one aligned copy.
 struct Event {
   std::uint32_t series_id;
-  std::uint8_t kind;    // Kind
-  std::uint8_t flags;   // kEventFlag*
+  std::uint8_t kind;   // Kind
+  std::uint8_t flags;  // kEventFlag*
   std::uint16_t reserved0;
-  float sample_rate;    // (0, 1]; 1 unless sampling kept this event for others
+  float sample_rate;  // (0, 1]; 1 unless sampling kept this event for others
   std::uint32_t reserved1;
   double value;
-  std::uint64_t ts;     // ticks of header.clock_source (TSC on x86-64)
+  std::uint64_t ts;  // ticks of header.clock_source (TSC on x86-64)
 };
 static_assert(sizeof(Event) == 32);
 static_assert(std::is_trivially_copyable_v<Event>);
@@ -128,15 +133,16 @@ inline constexpr std::uint32_t kSeriesPublished = 1;
 // accumulators that a producer folds values into when a ring is full (any producer thread, CAS) and
 // that the collector takes with exchange, so each folded value is reported once.
 struct alignas(kCacheLine) SeriesEntry {
-  std::atomic<std::uint32_t> state;  // release by the producer after every other field; readers acquire
+  std::atomic<std::uint32_t>
+      state;  // release by the producer after every other field; readers acquire
   std::uint32_t id;
   std::uint64_t hash;
   std::uint32_t text_offset;  // into the string pool
   std::uint16_t text_len;     // name, then per tag: u8 key_len, key, u8 value_len, value
   std::uint8_t name_len;
-  std::uint8_t kind;          // Kind
+  std::uint8_t kind;  // Kind
   std::uint8_t tag_count;
-  std::uint8_t overflow;      // Overflow chosen at registration
+  std::uint8_t overflow;  // Overflow chosen at registration
   std::uint8_t reserved[38];
   // line 1: fold accumulators; doubles stored as their bit patterns.
   std::atomic<std::uint64_t> fold_count;
@@ -167,16 +173,16 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint64_t ring_stride;
   std::int32_t owner_pid;
   std::uint32_t owner_uid;
-  std::uint64_t owner_start_time;     // /proc/<pid>/stat field 22, clock ticks since boot
-  std::uint64_t created_realtime_ns;  // CLOCK_REALTIME at creation
-  std::uint64_t created_monotonic_ns; // CLOCK_MONOTONIC at creation, paired with created_ticks
-  std::uint64_t created_ticks;        // clock ticks (see clock_source) at creation
-  std::uint32_t clock_source;         // ClockSource
+  std::uint64_t owner_start_time;      // /proc/<pid>/stat field 22, clock ticks since boot
+  std::uint64_t created_realtime_ns;   // CLOCK_REALTIME at creation
+  std::uint64_t created_monotonic_ns;  // CLOCK_MONOTONIC at creation, paired with created_ticks
+  std::uint64_t created_ticks;         // clock ticks (see clock_source) at creation
+  std::uint32_t clock_source;          // ClockSource
   std::uint32_t service_name_len;
   char service_name[kMaxServiceNameBytes + 1];
-  std::uint8_t default_overflow;      // Overflow
+  std::uint8_t default_overflow;  // Overflow
   std::uint8_t reserved0[3];
-  std::uint32_t sample_keep_one_in;   // sampled strategy keeps 1 in N low-priority events
+  std::uint32_t sample_keep_one_in;  // sampled strategy keeps 1 in N low-priority events
   // line 4: mutable state.
   alignas(kCacheLine) std::atomic<std::uint32_t> state;  // SegmentState; release by the owner
   std::atomic<std::uint32_t> series_count;  // release after the entry it counts is published
@@ -197,16 +203,16 @@ static_assert(offsetof(SegmentHeader, dropped) == 5 * kCacheLine);
 
 struct alignas(kCacheLine) RingHeader {
   // Producer lines (0-1). `tail` is read by the consumer; the rest only by readers of statistics.
-  std::atomic<std::uint64_t> tail;     // next position to write; release after the slot is written
-  std::uint64_t cached_head;           // producer's last view of head; stale is safe (too low)
-  std::atomic<std::uint64_t> pushed;   // every push attempt on this ring (relaxed, single writer)
-  std::uint64_t rng_state;             // xorshift state for the sampled strategy
+  std::atomic<std::uint64_t> tail;    // next position to write; release after the slot is written
+  std::uint64_t cached_head;          // producer's last view of head; stale is safe (too low)
+  std::atomic<std::uint64_t> pushed;  // every push attempt on this ring (relaxed, single writer)
+  std::uint64_t rng_state;            // xorshift state for the sampled strategy
   std::uint8_t pad0[2 * kCacheLine - 32];
   // Consumer lines (2-3).
-  std::atomic<std::uint64_t> head;     // next position to read; see ring.h for who may move it
+  std::atomic<std::uint64_t> head;  // next position to read; see ring.h for who may move it
   std::uint8_t pad1[2 * kCacheLine - 8];
   // Line 4: ownership.
-  std::atomic<std::uint32_t> state;    // RingState
+  std::atomic<std::uint32_t> state;  // RingState
   std::uint32_t reserved0;
   std::atomic<std::uint64_t> owner_tid;
   std::atomic<std::uint64_t> high_water;  // largest fill seen by producer or consumer (fetch-max)

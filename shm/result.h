@@ -2,27 +2,28 @@
 // The producer's public header has its own small Result so services never see Boost types.
 #pragma once
 
-#include <boost/outcome/result.hpp>
 #include <boost/outcome/policy/terminate.hpp>
+#include <boost/outcome/result.hpp>
 #include <string>
 
 namespace shmstats::shm {
 
 enum class Errc {
-  kInvalidName,      // series name: length or character set
-  kInvalidTag,       // tag key/value: length, character set, UTF-8
+  kInvalidName,  // series name: length or character set
+  kInvalidTag,   // tag key/value: length, character set, UTF-8
   kTooManyTags,
   kDuplicateTag,
   kSeriesTableFull,
   kStringPoolFull,
-  kKindMismatch,     // same name+tags registered with another kind
-  kInvalidOptions,   // segment options out of range
-  kNoSpace,          // the shared-memory filesystem is full
-  kExists,           // a segment of that name exists already
-  kSystem,           // any other OS error (message has errno text)
+  kKindMismatch,    // same name+tags registered with another kind
+  kInvalidOptions,  // segment options out of range
+  kNoSpace,         // the shared-memory filesystem is full
+  kExists,          // a segment of that name exists already
+  kSystem,          // any other OS error (message has errno text)
   kNotFound,
-  kInvalidSegment,   // validation of an untrusted segment failed
+  kInvalidSegment,  // validation of an untrusted segment failed
   kVersionMismatch,
+  kSeriesTooLarge,  // name + tags together exceed kMaxSeriesTextBytes
 };
 
 struct Error {

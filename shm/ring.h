@@ -62,8 +62,7 @@ inline Event load_slot(Event* slot) noexcept {
 // Raises `target` to at least `value`.
 inline void fetch_max(std::atomic<std::uint64_t>& target, std::uint64_t value) noexcept {
   std::uint64_t cur = target.load(std::memory_order_relaxed);
-  while (cur < value &&
-         !target.compare_exchange_weak(cur, value, std::memory_order_relaxed)) {
+  while (cur < value && !target.compare_exchange_weak(cur, value, std::memory_order_relaxed)) {
   }
 }
 
@@ -146,8 +145,8 @@ class RingWriter {
 };
 
 struct PollResult {
-  std::size_t count = 0;     // events copied to the front of `out`, oldest first
-  bool corrupt = false;      // the indices break 0 <= tail - head <= capacity: quarantine the ring
+  std::size_t count = 0;  // events copied to the front of `out`, oldest first
+  bool corrupt = false;   // the indices break 0 <= tail - head <= capacity: quarantine the ring
 };
 
 class RingReader {
@@ -188,7 +187,7 @@ class RingReader {
         }
         // The producer discarded [head, expected) under drop-oldest; those copies may be torn.
         const auto moved = static_cast<std::int64_t>(expected - head);
-        if (moved < 0) return PollResult{0, true};  // head went backwards: corrupt
+        if (moved < 0) return PollResult{0, true};          // head went backwards: corrupt
         if (static_cast<std::uint64_t>(moved) >= n) break;  // all of our batch was discarded
         const std::size_t lost = static_cast<std::size_t>(expected - head);
         std::memmove(out.data(), out.data() + lost, (n - lost) * sizeof(Event));

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +13,6 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fmt/format.h>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -39,9 +39,9 @@ std::string program_name() {
 }
 
 Error system_error(std::string_view what, std::string_view name, int err) {
-  return Error{err == ENOSPC ? Errc::kNoSpace : Errc::kSystem,
-               fmt::format("{} shared-memory segment \"{}\" failed: {}", what, name,
-                           std::strerror(err))};
+  return Error{
+      err == ENOSPC ? Errc::kNoSpace : Errc::kSystem,
+      fmt::format("{} shared-memory segment \"{}\" failed: {}", what, name, std::strerror(err))};
 }
 
 }  // namespace
@@ -71,45 +71,66 @@ TickConverter TickConverter::calibrate(std::uint64_t window_ns) noexcept {
 }
 
 std::uint64_t TickConverter::to_monotonic_ns(std::uint64_t ticks) const noexcept {
-  const double delta = (static_cast<double>(ticks) - static_cast<double>(ref_ticks_)) * ns_per_tick_;
+  const double delta =
+      (static_cast<double>(ticks) - static_cast<double>(ref_ticks_)) * ns_per_tick_;
   const double ns = static_cast<double>(ref_ns_) + delta;
   return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns);
 }
 
 const char* to_string(DropReason reason) noexcept {
   switch (reason) {
-    case DropReason::kRingFull: return "ring_full";
-    case DropReason::kOldestOverwritten: return "oldest_overwritten";
-    case DropReason::kPriorityShed: return "priority_shed";
-    case DropReason::kSampledOut: return "sampled_out";
-    case DropReason::kNoRing: return "no_ring";
-    case DropReason::kInvalidSeries: return "invalid_series";
-    case DropReason::kDisabled: return "disabled";
-    case DropReason::kCount: break;
+    case DropReason::kRingFull:
+      return "ring_full";
+    case DropReason::kOldestOverwritten:
+      return "oldest_overwritten";
+    case DropReason::kPriorityShed:
+      return "priority_shed";
+    case DropReason::kSampledOut:
+      return "sampled_out";
+    case DropReason::kNoRing:
+      return "no_ring";
+    case DropReason::kInvalidSeries:
+      return "invalid_series";
+    case DropReason::kDisabled:
+      return "disabled";
+    case DropReason::kCount:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(Kind kind) noexcept {
   switch (kind) {
-    case Kind::kCounter: return "counter";
-    case Kind::kGauge: return "gauge";
-    case Kind::kGaugeDelta: return "gauge_delta";
-    case Kind::kHistogram: return "histogram";
-    case Kind::kTiming: return "timing";
-    case Kind::kSet: return "set";
+    case Kind::kCounter:
+      return "counter";
+    case Kind::kGauge:
+      return "gauge";
+    case Kind::kGaugeDelta:
+      return "gauge_delta";
+    case Kind::kHistogram:
+      return "histogram";
+    case Kind::kTiming:
+      return "timing";
+    case Kind::kSet:
+      return "set";
   }
   return "unknown";
 }
 
 const char* to_string(Overflow overflow) noexcept {
   switch (overflow) {
-    case Overflow::kDefault: return "default";
-    case Overflow::kFold: return "fold";
-    case Overflow::kDropNewest: return "drop_newest";
-    case Overflow::kDropOldest: return "drop_oldest";
-    case Overflow::kPriority: return "priority";
-    case Overflow::kSampled: return "sampled";
+    case Overflow::kDefault:
+      return "default";
+    case Overflow::kFold:
+      return "fold";
+    case Overflow::kDropNewest:
+      return "drop_newest";
+    case Overflow::kDropOldest:
+      return "drop_oldest";
+    case Overflow::kPriority:
+      return "priority";
+    case Overflow::kSampled:
+      return "sampled";
   }
   return "unknown";
 }
@@ -148,17 +169,18 @@ Result<Geometry> check_options(const SegmentOptions& o) {
                              o.mode)};
   }
   if (o.prefix.empty() || o.prefix.size() > 64 ||
-      o.prefix.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+      o.prefix.find_first_not_of(
+          "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
           std::string::npos) {
     return Error{Errc::kInvalidOptions,
                  fmt::format("segment prefix \"{}\" must be 1 to 64 characters of [A-Za-z0-9_-]",
                              escape_for_message(o.prefix))};
   }
   if (o.service.size() > kMaxServiceNameBytes) {
-    return Error{Errc::kInvalidOptions,
-                 fmt::format("service name \"{}\" is {} bytes; the limit is {}",
-                             escape_for_message(o.service), o.service.size(),
-                             kMaxServiceNameBytes)};
+    return Error{
+        Errc::kInvalidOptions,
+        fmt::format("service name \"{}\" is {} bytes; the limit is {}",
+                    escape_for_message(o.service), o.service.size(), kMaxServiceNameBytes)};
   }
   return Geometry{o.ring_count, o.ring_capacity, o.series_capacity, o.strings_size};
 }
@@ -292,7 +314,8 @@ Result<Segment> Segment::create(const SegmentOptions& options, std::uint32_t seq
   for (std::uint32_t i = 0; i < g.ring_count; ++i) {
     auto* ring = new (base + g.rings_offset() + i * g.ring_stride()) RingHeader;  // NOLINT
     // A distinct, non-zero xorshift seed per ring.
-    ring->rng_state = (std::uint64_t{0x9E3779B97F4A7C15ULL} * (i + 1)) ^ static_cast<std::uint64_t>(pid);
+    ring->rng_state =
+        (std::uint64_t{0x9E3779B97F4A7C15ULL} * (i + 1)) ^ static_cast<std::uint64_t>(pid);
     if (ring->rng_state == 0) ring->rng_state = 1;
   }
   // release: publishes every field above; pairs with the acquire load in validate_segment.
@@ -308,8 +331,7 @@ Result<Segment> Segment::attach(std::string_view name, Access access) {
     bip::shared_memory_object object(bip::open_only, n.c_str(), mode);
     bip::offset_t size = 0;
     if (!object.get_size(size) || size <= 0) {
-      return Error{Errc::kInvalidSegment,
-                   fmt::format("shared-memory segment \"{}\" is empty", n)};
+      return Error{Errc::kInvalidSegment, fmt::format("shared-memory segment \"{}\" is empty", n)};
     }
     if (static_cast<std::uint64_t>(size) < sizeof(SegmentHeader)) {
       return Error{Errc::kInvalidSegment,
@@ -345,9 +367,9 @@ Result<Geometry> validate_segment(const void* base, std::size_t size) {
     return Error{Errc::kInvalidSegment, "the segment is still being created (magic not set)"};
   }
   if (magic != kMagic) {
-    return Error{Errc::kInvalidSegment,
-                 fmt::format("not a shmstats segment (magic 0x{:016x}, expected 0x{:016x})", magic,
-                             kMagic)};
+    return Error{
+        Errc::kInvalidSegment,
+        fmt::format("not a shmstats segment (magic 0x{:016x}, expected 0x{:016x})", magic, kMagic)};
   }
   if (h->layout_version != kLayoutVersion) {
     return Error{Errc::kVersionMismatch,
@@ -393,9 +415,9 @@ Result<Geometry> validate_segment(const void* base, std::size_t size) {
     return invalid("total size", h->total_size, geo.total_size());
   }
   if (geo.total_size() > size) {
-    return Error{Errc::kInvalidSegment,
-                 fmt::format("segment claims {} bytes but only {} are mapped", geo.total_size(),
-                             size)};
+    return Error{
+        Errc::kInvalidSegment,
+        fmt::format("segment claims {} bytes but only {} are mapped", geo.total_size(), size)};
   }
   if (h->service_name_len > kMaxServiceNameBytes) {
     return invalid("service name length", h->service_name_len, kMaxServiceNameBytes);
@@ -462,15 +484,14 @@ std::string Segment::service() const {
 
 std::uint32_t Segment::series_count() const noexcept {
   // acquire: pairs with the producer's release store after publishing the entry.
-  return std::min(header().series_count.load(std::memory_order_acquire),
-                  geometry_.series_capacity);
+  return std::min(header().series_count.load(std::memory_order_acquire), geometry_.series_capacity);
 }
 
 Result<SeriesInfo> Segment::read_series(std::uint32_t id) const {
   if (id >= series_count()) {
-    return Error{Errc::kInvalidSegment,
-                 fmt::format("series id {} is not below the published count {}", id,
-                             series_count())};
+    return Error{
+        Errc::kInvalidSegment,
+        fmt::format("series id {} is not below the published count {}", id, series_count())};
   }
   const SeriesEntry& e = series_entry(id);
   // acquire: pairs with the producer's release store of state after filling the entry.
@@ -489,9 +510,8 @@ Result<SeriesInfo> Segment::read_series(std::uint32_t id) const {
                  fmt::format("series {} text [{}, +{}) runs past the string pool ({} bytes)", id,
                              e.text_offset, e.text_len, geometry_.strings_size)};
   }
-  auto decoded =
-      decode_series_text(std::string_view(strings() + e.text_offset, e.text_len), e.name_len,
-                         e.tag_count);
+  auto decoded = decode_series_text(std::string_view(strings() + e.text_offset, e.text_len),
+                                    e.name_len, e.tag_count);
   if (!decoded) {
     return Error{decoded.error().code, fmt::format("series {}: {}", id, decoded.error().message)};
   }

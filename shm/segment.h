@@ -74,7 +74,7 @@ struct RingStats {
 struct SegmentCounters {
   std::array<std::uint64_t, kDropReasonCount> dropped{};  // threads without a ring
   std::uint64_t folded_no_ring = 0;
-  std::array<std::uint64_t, 16> series_rejected{};        // indexed by Errc
+  std::array<std::uint64_t, 16> series_rejected{};  // indexed by Errc
 };
 
 struct SeriesInfo {

@@ -1,7 +1,8 @@
 #include "shm/series.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace shmstats::shm {
 namespace {
@@ -70,9 +71,8 @@ Result<void> validate_tag_part(std::string_view what, std::string_view part,
     }
   }
   if (const auto bad = first_invalid_utf8(part); bad != std::string_view::npos) {
-    return Error{Errc::kInvalidTag,
-                 fmt::format("tag {} \"{}\" is not valid UTF-8 (at byte {})", what,
-                             escape_for_message(part), bad)};
+    return Error{Errc::kInvalidTag, fmt::format("tag {} \"{}\" is not valid UTF-8 (at byte {})",
+                                                what, escape_for_message(part), bad)};
   }
   return success();
 }
@@ -130,11 +130,12 @@ Result<void> validate_series(std::string_view name, std::span<const TagView> tag
     }
   }
   if (tags.size() > kMaxTags) {
-    return Error{Errc::kTooManyTags,
-                 fmt::format("series \"{}\" has {} tags; the limit is {}", escape_for_message(name),
-                             tags.size(), kMaxTags)};
+    return Error{Errc::kTooManyTags, fmt::format("series \"{}\" has {} tags; the limit is {}",
+                                                 escape_for_message(name), tags.size(), kMaxTags)};
   }
+  std::size_t text_bytes = name.size();
   for (std::size_t i = 0; i < tags.size(); ++i) {
+    text_bytes += 2 + tags[i].key.size() + tags[i].value.size();
     if (auto r = validate_tag_part("key", tags[i].key, kForbiddenInKey); !r) return r;
     if (auto r = validate_tag_part("value", tags[i].value, kForbiddenInValue); !r) return r;
     for (std::size_t j = 0; j < i; ++j) {
@@ -144,6 +145,12 @@ Result<void> validate_series(std::string_view name, std::span<const TagView> tag
                                  escape_for_message(name), escape_for_message(tags[i].key))};
       }
     }
+  }
+  if (text_bytes > kMaxSeriesTextBytes) {
+    return Error{Errc::kSeriesTooLarge,
+                 fmt::format("series \"{}\" takes {} bytes with its tags; the limit is {} (so that "
+                             "its definition fits in one datagram)",
+                             escape_for_message(name), text_bytes, kMaxSeriesTextBytes)};
   }
   return success();
 }

@@ -8,6 +8,8 @@
 //   value  1-64 bytes, valid UTF-8, no control characters, neither | nor ,
 //          (':' and '#' are allowed in values: DogStatsD reads them fine; '|' and ',' would split
 //          a StatsD line or its tag list)
+//   total  name + tags, as stored (one length byte per key and value), at most 1024 bytes, so a
+//          series definition always fits in one datagram
 #pragma once
 
 #include <array>

@@ -1,5 +1,6 @@
 // The producer's cold path: options and environment, segment creation, series registration, the
 // dynamic (interned) path, fork handling and the live-client registry.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -7,7 +8,6 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <fmt/format.h>
 #include <limits>
 #include <new>
 #include <unordered_map>
@@ -71,16 +71,28 @@ thread_local std::unique_ptr<InternTable> t_intern;
 
 ErrorCode to_public(shm::Errc code) {
   switch (code) {
-    case shm::Errc::kInvalidName: return ErrorCode::kInvalidName;
-    case shm::Errc::kInvalidTag: return ErrorCode::kInvalidTag;
-    case shm::Errc::kTooManyTags: return ErrorCode::kTooManyTags;
-    case shm::Errc::kDuplicateTag: return ErrorCode::kDuplicateTag;
-    case shm::Errc::kSeriesTableFull: return ErrorCode::kSeriesTableFull;
-    case shm::Errc::kStringPoolFull: return ErrorCode::kStringPoolFull;
-    case shm::Errc::kKindMismatch: return ErrorCode::kKindMismatch;
-    case shm::Errc::kInvalidOptions: return ErrorCode::kInvalidOptions;
-    case shm::Errc::kNoSpace: return ErrorCode::kNoSpace;
-    default: return ErrorCode::kSystem;
+    case shm::Errc::kInvalidName:
+      return ErrorCode::kInvalidName;
+    case shm::Errc::kInvalidTag:
+      return ErrorCode::kInvalidTag;
+    case shm::Errc::kTooManyTags:
+      return ErrorCode::kTooManyTags;
+    case shm::Errc::kDuplicateTag:
+      return ErrorCode::kDuplicateTag;
+    case shm::Errc::kSeriesTableFull:
+      return ErrorCode::kSeriesTableFull;
+    case shm::Errc::kStringPoolFull:
+      return ErrorCode::kStringPoolFull;
+    case shm::Errc::kKindMismatch:
+      return ErrorCode::kKindMismatch;
+    case shm::Errc::kInvalidOptions:
+      return ErrorCode::kInvalidOptions;
+    case shm::Errc::kNoSpace:
+      return ErrorCode::kNoSpace;
+    case shm::Errc::kSeriesTooLarge:
+      return ErrorCode::kSeriesTooLarge;
+    default:
+      return ErrorCode::kSystem;
   }
 }
 
@@ -133,9 +145,9 @@ Result<bool> parse_u32(const char* var, const char* text, std::uint32_t& out, in
 
 Result<bool> parse_overflow(std::string_view text, Overflow& out) {
   static constexpr std::pair<std::string_view, Overflow> kNames[] = {
-      {"default", Overflow::kDefault},       {"fold", Overflow::kFold},
+      {"default", Overflow::kDefault},        {"fold", Overflow::kFold},
       {"drop_newest", Overflow::kDropNewest}, {"drop_oldest", Overflow::kDropOldest},
-      {"priority", Overflow::kPriority},     {"sampled", Overflow::kSampled}};
+      {"priority", Overflow::kPriority},      {"sampled", Overflow::kSampled}};
   for (const auto& [name, value] : kNames) {
     if (text == name) {
       out = value;
@@ -217,9 +229,18 @@ void unregister_live(ClientState* st) {
   live_clients().erase(st->uid);
 }
 
-bool is_live(std::uint64_t uid) {
-  std::lock_guard lock(live_mutex());
-  return live_clients().count(uid) != 0;
+void retire_if_live(std::uint64_t uid, shm::RingHeader* ring) noexcept {
+  try {
+    std::lock_guard lock(live_mutex());
+    if (live_clients().count(uid) == 0) return;
+    // release: the ring's last events (tail) are published before it reads as retired; pairs
+    // with the acquire load of state when a thread claims the ring.
+    ring->state.store(static_cast<std::uint32_t>(shm::RingState::kRetired),
+                      std::memory_order_release);
+  } catch (const std::exception&) {
+    // lock_guard only throws on a broken mutex; the ring then stays owned, which costs a ring
+    // slot but never an event (its events are still drained).
+  }
 }
 
 Result<std::uint32_t> register_series(ClientState& st, shm::Kind kind, std::string_view name,
@@ -244,10 +265,10 @@ Result<std::uint32_t> register_series(ClientState& st, shm::Kind kind, std::stri
   }
   const auto id = static_cast<std::uint32_t>(st.ids.size());
   if (id >= st.segment->geometry().series_capacity) {
-    return reject(st, shm::Errc::kSeriesTableFull,
-                  fmt::format("the series table is full ({} series); \"{}\" was not registered",
-                              st.segment->geometry().series_capacity,
-                              shm::escape_for_message(name)));
+    return reject(
+        st, shm::Errc::kSeriesTableFull,
+        fmt::format("the series table is full ({} series); \"{}\" was not registered",
+                    st.segment->geometry().series_capacity, shm::escape_for_message(name)));
   }
   if (std::uint64_t{st.strings_used} + text.size() > st.segment->geometry().strings_size) {
     return reject(st, shm::Errc::kStringPoolFull,

@@ -28,12 +28,7 @@ struct ThreadReaper {
   ThreadReaper& operator=(const ThreadReaper&) = delete;
   ~ThreadReaper() {
     for (auto& tr : t_rings) {
-      if (tr.uid != 0 && tr.writer.valid() && is_live(tr.uid)) {
-        // release: the ring's last events (tail) are published before the ring is seen retired;
-        // pairs with the acquire load of state in try_claim.
-        tr.writer.header()->state.store(static_cast<std::uint32_t>(shm::RingState::kRetired),
-                                        std::memory_order_release);
-      }
+      if (tr.uid != 0 && tr.writer.valid()) retire_if_live(tr.uid, tr.writer.header());
       tr = ThreadRing{};
     }
   }
@@ -52,8 +47,7 @@ void update_double(std::atomic<std::uint64_t>& target, Op op) noexcept {
   std::uint64_t cur = target.load(std::memory_order_relaxed);
   for (;;) {
     const std::uint64_t next = bits_of(op(double_of(cur)));
-    if (next == cur ||
-        target.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
+    if (next == cur || target.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
       return;
     }
   }
@@ -160,10 +154,7 @@ bool push_unbound(ClientState& st, const HandleData& h, std::uint8_t kind, doubl
   ensure_reaper();
   // Make room at the front; the binding pushed out (if any) retires its ring.
   ThreadRing& last = t_rings[kThreadBindings - 1];
-  if (last.uid != 0 && last.writer.valid() && is_live(last.uid)) {
-    last.writer.header()->state.store(static_cast<std::uint32_t>(shm::RingState::kRetired),
-                                      std::memory_order_release);
-  }
+  if (last.uid != 0 && last.writer.valid()) retire_if_live(last.uid, last.writer.header());
   for (std::size_t i = kThreadBindings - 1; i > 0; --i) t_rings[i] = t_rings[i - 1];
   ThreadRing& tr = t_rings[0];
   tr = ThreadRing{};
@@ -185,7 +176,8 @@ bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std::uin
   DropReason reason = DropReason::kRingFull;
   switch (overflow) {
     case Overflow::kDropOldest:
-      if (tr.writer.push_overwrite(ev)) bump(ring.dropped[static_cast<int>(DropReason::kOldestOverwritten)]);
+      if (tr.writer.push_overwrite(ev))
+        bump(ring.dropped[static_cast<int>(DropReason::kOldestOverwritten)]);
       return true;
     case Overflow::kPriority:
       if (tr.writer.try_push(ev, high ? st.ring_capacity : st.priority_limit)) return true;

@@ -41,7 +41,7 @@ struct ClientState {
   float sample_rate = 1.0F;
   std::array<std::uint8_t, shm::kMaxKind + 1> overflow_for_kind{};  // resolved kDefault
 
-  std::mutex registry_mutex;  // registration, fork re-creation
+  std::mutex registry_mutex;                           // registration, fork re-creation
   std::unordered_map<std::string, std::uint32_t> ids;  // canonical text -> series id
   std::uint32_t strings_used = 0;
   std::uint32_t segments_created = 0;
@@ -69,7 +69,10 @@ bool recreate_after_fork(ClientState& st) noexcept;
 // Live-client registry: thread exit and fork consult it, never the hot path.
 void register_live(ClientState* st);
 void unregister_live(ClientState* st);
-bool is_live(std::uint64_t uid);
+// Marks `ring` retired if the client `uid` is still alive, atomically with respect to ~Client
+// (which unregisters under the same lock before unmapping), so a late thread exit never writes
+// into an unmapped segment.
+void retire_if_live(std::uint64_t uid, shm::RingHeader* ring) noexcept;
 std::uint64_t next_uid() noexcept;
 
 void count_drop(shm::SegmentHeader* header, shm::DropReason reason) noexcept;

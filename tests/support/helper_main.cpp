@@ -99,7 +99,8 @@ int drain(int argc, char** argv) {
   const std::string name = arg_value(argc, argv, "--segment", "");
   const int threads = std::stoi(arg_value(argc, argv, "--threads", "1"));
   const std::uint64_t events = std::stoull(arg_value(argc, argv, "--events", "1000"));
-  const auto timeout = std::chrono::milliseconds(std::stoi(arg_value(argc, argv, "--timeout-ms", "60000")));
+  const auto timeout =
+      std::chrono::milliseconds(std::stoi(arg_value(argc, argv, "--timeout-ms", "60000")));
   auto seg = Segment::attach(name, Segment::Access::kReadWrite);
   if (!seg) {
     std::printf("error %s\n", seg.error().message.c_str());

@@ -46,8 +46,8 @@ SegmentGuard::~SegmentGuard() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   if (done()) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "timed out after " << timeout.count()
-                                       << " ms; last state: " << describe();
+  return ::testing::AssertionFailure()
+         << "timed out after " << timeout.count() << " ms; last state: " << describe();
 }
 
 ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,

@@ -2,14 +2,13 @@
 // the last state seen, and real child processes.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace shmstats::testing {
 
@@ -47,7 +46,8 @@ class ChildProcess {
   ~ChildProcess();  // kills and reaps a child still running
 
   pid_t pid() const { return pid_; }
-  // Reads stdout lines until one starts with `prefix`; returns the rest of it, or "" on timeout/EOF.
+  // Reads stdout lines until one starts with `prefix`; returns the rest of it, or "" on
+  // timeout/EOF.
   std::string read_line_starting(const std::string& prefix, std::chrono::milliseconds timeout);
   // Everything the child wrote to stdout so far (blocks until EOF if `until_eof`).
   std::string read_all(bool until_eof);

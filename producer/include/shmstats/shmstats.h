@@ -38,6 +38,7 @@ enum class ErrorCode : std::uint8_t {
   kInvalidOptions,
   kNoSpace,
   kSystem,
+  kSeriesTooLarge,  // name + tags exceed 1024 bytes together
 };
 
 struct Error {
@@ -126,10 +127,10 @@ struct Options {
 
 // Producer-side totals, summed over the rings and the segment (a racy snapshot).
 struct Stats {
-  std::uint64_t pushed = 0;     // push attempts that reached a ring
-  std::uint64_t folded = 0;     // values folded into series accumulators
-  std::uint64_t dropped = 0;    // events dropped, all reasons
-  std::uint32_t series = 0;     // registered series
+  std::uint64_t pushed = 0;   // push attempts that reached a ring
+  std::uint64_t folded = 0;   // values folded into series accumulators
+  std::uint64_t dropped = 0;  // events dropped, all reasons
+  std::uint32_t series = 0;   // registered series
   std::uint32_t rings_owned = 0;
 };
 

@@ -78,7 +78,8 @@ TEST(RingTest, PollReturnsEventsInOrderAndFreesRoom) {
   LocalRing ring(kCapacity);
   auto writer = ring.writer();
   auto sut = ring.reader();
-  for (std::uint64_t i = 0; i < kCapacity; ++i) ASSERT_TRUE(writer.try_push(event_with(i), kCapacity));
+  for (std::uint64_t i = 0; i < kCapacity; ++i)
+    ASSERT_TRUE(writer.try_push(event_with(i), kCapacity));
   std::vector<Event> out(3);
   const auto got = sut.poll(out);
   ASSERT_EQ(got.count, 3U);
@@ -117,7 +118,8 @@ TEST(RingTest, IndexArithmeticHoldsNearUint64Wrap) {
   ring.header().cached_head = kStart;
   auto writer = ring.writer();
   auto sut = ring.reader();
-  for (std::uint64_t i = 0; i < kCapacity; ++i) ASSERT_TRUE(writer.try_push(event_with(i), kCapacity));
+  for (std::uint64_t i = 0; i < kCapacity; ++i)
+    ASSERT_TRUE(writer.try_push(event_with(i), kCapacity));
   EXPECT_FALSE(writer.try_push(event_with(99), kCapacity));
   std::vector<Event> out(kCapacity);
   const auto got = sut.poll(out);
@@ -131,13 +133,15 @@ TEST(RingTest, OverwriteDiscardsOldestWhenFull) {
   auto reader = ring.reader();
   constexpr std::uint64_t kExtra = 3;
   std::uint64_t discarded = 0;
-  for (std::uint64_t i = 0; i < kCapacity + kExtra; ++i) discarded += sut.push_overwrite(event_with(i)) ? 1 : 0;
+  for (std::uint64_t i = 0; i < kCapacity + kExtra; ++i)
+    discarded += sut.push_overwrite(event_with(i)) ? 1 : 0;
   EXPECT_EQ(discarded, kExtra);
   std::vector<Event> out(kCapacity);
   const auto got = reader.poll(out);
   ASSERT_EQ(got.count, kCapacity);
   // The freshest kCapacity events survive, oldest first.
-  for (std::size_t i = 0; i < got.count; ++i) EXPECT_EQ(out[i].value, static_cast<double>(i + kExtra));
+  for (std::size_t i = 0; i < got.count; ++i)
+    EXPECT_EQ(out[i].value, static_cast<double>(i + kExtra));
 }
 
 TEST(RingTest, PollReportsCorruptWhenIndicesBreakInvariant) {
@@ -207,7 +211,8 @@ TEST(RingStressTest, OverwriteRacingConsumerNeverYieldsTornOrDuplicateEvents) {
   std::thread producer([&] {
     auto writer = ring.writer();
     std::uint64_t local = 0;
-    for (std::uint64_t i = 0; i < kEvents; ++i) local += writer.push_overwrite(event_with(i)) ? 1 : 0;
+    for (std::uint64_t i = 0; i < kEvents; ++i)
+      local += writer.push_overwrite(event_with(i)) ? 1 : 0;
     discarded = local;
     done = true;
   });

@@ -56,8 +56,8 @@ TEST(SeriesValidationTest, RejectsTagPartsOutOfLength) {
   const std::string at_limit(kMaxTagPartBytes, 'k');
   const std::string over(kMaxTagPartBytes + 1, 'k');
   EXPECT_TRUE(check("m", {{at_limit, at_limit}}));
-  for (const auto& tags : std::vector<std::vector<TagView>>{
-           {{"", "v"}}, {{"k", ""}}, {{over, "v"}}, {{"k", over}}}) {
+  for (const auto& tags :
+       std::vector<std::vector<TagView>>{{{"", "v"}}, {{"k", ""}}, {{over, "v"}}, {{"k", over}}}) {
     const auto r = check("m", tags);
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, Errc::kInvalidTag);
@@ -83,7 +83,8 @@ TEST(SeriesValidationTest, RejectsPipeAndCommaInValuesButAcceptsColonAndHash) {
 }
 
 TEST(SeriesValidationTest, RejectsControlCharacters) {
-  for (const std::string& bad : {std::string("a\nb"), std::string("a\0b", 3), std::string("\x7f")}) {
+  for (const std::string& bad :
+       {std::string("a\nb"), std::string("a\0b", 3), std::string("\x7f")}) {
     const auto r = check("m", {{"k", bad}});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, Errc::kInvalidTag);
@@ -92,14 +93,33 @@ TEST(SeriesValidationTest, RejectsControlCharacters) {
 }
 
 TEST(SeriesValidationTest, RejectsInvalidUtf8) {
-  for (const char* bad : {"\xC3", "\xC3\x28", "\xE2\x82", "\xC0\xAF" /* overlong */,
-                          "\xED\xA0\x80" /* surrogate */, "\xF4\x90\x80\x80" /* > U+10FFFF */,
-                          "\xFF"}) {
+  for (const char* bad :
+       {"\xC3", "\xC3\x28", "\xE2\x82", "\xC0\xAF" /* overlong */, "\xED\xA0\x80" /* surrogate */,
+        "\xF4\x90\x80\x80" /* > U+10FFFF */, "\xFF"}) {
     const auto r = check("m", {{"k", bad}});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, Errc::kInvalidTag);
     EXPECT_NE(r.error().message.find("UTF-8"), std::string::npos);
   }
+}
+
+TEST(SeriesValidationTest, RejectsSeriesWhoseTextExceedsTheDatagramBudget) {
+  const std::string name(kMaxNameBytes, 'n');
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < kMaxTags; ++i)
+    keys.push_back(std::string(60, 'a' + static_cast<char>(i)));
+  std::vector<TagView> tags;
+  for (const auto& k : keys) tags.push_back({k, k});  // 200 + 16 * 122 = 2152 bytes
+  const auto r = check(name, tags);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kSeriesTooLarge);
+  EXPECT_NE(r.error().message.find("2152 bytes"), std::string::npos);
+  EXPECT_NE(r.error().message.find("limit is 1024"), std::string::npos);
+  // A 200-byte name with 16 short tags is well inside the budget.
+  std::vector<TagView> short_tags;
+  for (const auto& k : keys) short_tags.push_back({std::string_view(k).substr(0, 8), "v"});
+  const auto fits = check(name, short_tags);
+  EXPECT_TRUE(fits) << (fits ? "" : fits.error().message);
 }
 
 TEST(SeriesValidationTest, RejectsDuplicateKeys) {
