@@ -364,7 +364,7 @@ Result<Geometry> validate_segment(const void* base, std::size_t size) {
   // acquire: pairs with the creator's release store of magic; the header is complete after it.
   const std::uint64_t magic = h->magic.load(std::memory_order_acquire);
   if (magic == 0) {
-    return Error{Errc::kInvalidSegment, "the segment is still being created (magic not set)"};
+    return Error{Errc::kNotReady, "the segment is still being created (magic not set)"};
   }
   if (magic != kMagic) {
     return Error{

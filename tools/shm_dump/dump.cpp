@@ -45,6 +45,8 @@ const char* known_errc_name(shm::Errc errc) {
       return "version_mismatch";
     case shm::Errc::kSeriesTooLarge:
       return "series_too_large";
+    case shm::Errc::kNotReady:
+      return "not_ready";
   }
   return nullptr;
 }
