@@ -24,6 +24,7 @@ enum class Errc {
   kInvalidSegment,  // validation of an untrusted segment failed
   kVersionMismatch,
   kSeriesTooLarge,  // name + tags together exceed kMaxSeriesTextBytes
+  kNotReady,        // the segment is still being created (magic not published yet): retry
 };
 
 struct Error {
