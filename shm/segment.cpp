@@ -330,11 +330,12 @@ Result<Segment> Segment::attach(std::string_view name, Access access) {
     const auto mode = access == Access::kReadWrite ? bip::read_write : bip::read_only;
     bip::shared_memory_object object(bip::open_only, n.c_str(), mode);
     bip::offset_t size = 0;
+    // A creator sizes the object right after creating it: empty or short may mean "not yet".
     if (!object.get_size(size) || size <= 0) {
-      return Error{Errc::kInvalidSegment, fmt::format("shared-memory segment \"{}\" is empty", n)};
+      return Error{Errc::kNotReady, fmt::format("shared-memory segment \"{}\" is empty", n)};
     }
     if (static_cast<std::uint64_t>(size) < sizeof(SegmentHeader)) {
-      return Error{Errc::kInvalidSegment,
+      return Error{Errc::kNotReady,
                    fmt::format("shared-memory segment \"{}\" is {} bytes, smaller than a header "
                                "({} bytes)",
                                n, size, sizeof(SegmentHeader))};

@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
   netcat-openbsd curl procps
+  prometheus nodejs npm
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -19,5 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The real backends the end-to-end tests start (Etsy StatsD from npm, Prometheus/promtool): the
+# shared peers directory next to the checkout installs them outside the tree.
+peers="$(cd "$(dirname "$0")/../.." && pwd)/shared/peers"
+if [ -f "$peers/install.sh" ]; then
+  bash "$peers/install.sh"
+else
+  echo "note: $peers not found; the e2e tests that need the real StatsD daemon will fail" >&2
 fi
 echo "dependencies installed"

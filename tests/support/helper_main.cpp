@@ -1,7 +1,7 @@
 // shmstats-test-helper: the real processes that multi-process tests fork/exec.
 //
 //   produce --prefix P [--threads T] [--events N | --forever] [--rings R] [--ring-capacity C]
-//           [--overflow drop_newest|fold|...] [--hold]
+//           [--overflow drop_newest|fold|...] [--rate EVENTS_PER_S_PER_THREAD] [--hold]
 //       Creates a Client, prints "segment <name>", then each thread t pushes the values 0..N-1
 //       into counter "seq" tagged thread:<t>. With drop-newest a refused push is retried, so every
 //       value arrives exactly once (the refusals are counted as drops). Prints
@@ -59,6 +59,7 @@ int produce(int argc, char** argv) {
   const int threads = std::stoi(arg_value(argc, argv, "--threads", "1"));
   const bool forever = has_flag(argc, argv, "--forever");
   const std::uint64_t events = std::stoull(arg_value(argc, argv, "--events", "1000"));
+  const double rate = std::stod(arg_value(argc, argv, "--rate", "0"));  // 0: as fast as possible
   auto client = shmstats::Client::create(options);
   if (!client) {
     std::printf("error %s\n", client.error().message.c_str());
@@ -76,9 +77,16 @@ int produce(int argc, char** argv) {
         failures.fetch_add(1);
         return;
       }
+      auto next = std::chrono::steady_clock::now();
+      const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(rate > 0 ? 1.0 / rate : 0.0));
       for (std::uint64_t i = 0; forever || i < events; ++i) {
         // Retry a refused push so that each value enters the ring exactly once.
         while (!counter->add(static_cast<double>(i))) std::this_thread::yield();
+        if (rate > 0) {
+          next += period;
+          std::this_thread::sleep_until(next);
+        }
       }
     });
   }

@@ -399,8 +399,9 @@ TEST(ShmDumpTest, ErrcNameIsReadableAndUnknownIndexIsNumbered) {
   EXPECT_EQ(errc_name(static_cast<std::size_t>(shm::Errc::kInvalidName)), "invalid_name");
   EXPECT_EQ(errc_name(static_cast<std::size_t>(shm::Errc::kVersionMismatch)), "version_mismatch");
   EXPECT_EQ(errc_name(static_cast<std::size_t>(shm::Errc::kSeriesTooLarge)), "series_too_large");
-  constexpr std::size_t kUnnamedIndex = 15;
-  EXPECT_EQ(errc_name(kUnnamedIndex), "errc_15");
+  EXPECT_EQ(errc_name(static_cast<std::size_t>(shm::Errc::kNotReady)), "not_ready");
+  constexpr std::size_t kUnnamedIndex = 40;  // past every Errc
+  EXPECT_EQ(errc_name(kUnnamedIndex), "errc_40");
 }
 
 TEST(ShmDumpTest, WatchWithCountPrintsOneJsonDocumentPerRefresh) {

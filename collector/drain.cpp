@@ -1,0 +1,240 @@
+#include "collector/drain.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <thread>
+
+namespace shmstats::collector {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+std::uint64_t monotonic_ns() { return shm::clock_ns(CLOCK_MONOTONIC); }
+// A segment still short or without its magic after this long is quarantined.
+constexpr auto kNotReadyGrace = std::chrono::seconds(5);
+}  // namespace
+
+DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters)
+    : options_(std::move(options)),
+      exporters_(std::move(exporters)),
+      discovery_(options_.prefix, options_.rescan_interval),
+      clock_(ClockMap::calibrate()),
+      batch_(std::make_unique<Batch>()) {}
+
+void DrainLoop::discover() {
+  for (const auto& name : discovery_.poll(known_)) {
+    auto source = Source::open(name, options_.policy);
+    if (!source) {
+      const auto code = source.error().code;
+      if (code == shm::Errc::kNotFound) continue;  // removed meanwhile
+      if (code == shm::Errc::kNotReady) {
+        // Being created: retry on the next discovery, but not forever.
+        const auto first = pending_since_.try_emplace(name, Clock::now()).first->second;
+        if (Clock::now() - first < kNotReadyGrace) continue;
+      }
+      pending_since_.erase(name);
+      known_.insert(name);
+      quarantine_reasons_[name] = source.error().message;
+      counters_.segments_quarantined.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("quarantined segment {}: {}", name, source.error().message);
+      continue;
+    }
+    pending_since_.erase(name);
+    known_.insert(name);
+    counters_.segments_attached.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("attached segment {} ({} rings of {})", name, source.value()->ring_count(),
+                 source.value()->ring_capacity());
+    sources_.push_back(std::move(source).value());
+  }
+  counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
+}
+
+std::size_t DrainLoop::round(bool& pressure) {
+  std::size_t total = 0;
+  pressure = false;
+  for (auto& source : sources_) {
+    const auto capacity = static_cast<double>(source->ring_capacity());
+    for (std::uint32_t r = 0; r < source->ring_count(); ++r) {
+      // A ring that was over the pressure mark last time gets the large quota this time.
+      const std::size_t quota = take_tokens(options_.ring_quota);
+      const DrainResult res = source->drain_ring(r, quota, clock_, batch_id_, *batch_);
+      std::size_t drained = res.events;
+      if (static_cast<double>(res.fill_before) > options_.pressure_fill * capacity) {
+        pressure = true;
+        if (quota > 0 && res.events == quota) {
+          drained +=
+              source
+                  ->drain_ring(r, take_tokens(options_.pressure_quota), clock_, batch_id_, *batch_)
+                  .events;
+        }
+      }
+      // Unused tokens go back (a ring had fewer events than its quota).
+      if (options_.max_events_per_second != 0 && res.events < quota) {
+        tokens_ += static_cast<double>(quota - res.events);
+      }
+      if (res.corrupt) {
+        counters_.rings_quarantined.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("segment {} ring {}: indices break the ring invariant; ring quarantined",
+                     source->name(), r);
+      }
+      total += drained;
+      if (batch_->size() >= options_.batch_size) {
+        flush(FlushReason::kSize);
+        // Every queue full: stop here and leave the rest in the rings (back-pressure).
+        if (!exporters_have_room()) return total;
+      }
+    }
+  }
+  return total;
+}
+
+void DrainLoop::take_folds() {
+  const std::int64_t now = clock_.now_unix_ns();
+  for (auto& source : sources_) source->take_folds(now, batch_id_, *batch_);
+}
+
+void DrainLoop::flush(FlushReason reason) {
+  if (batch_->size() == 0) {
+    batch_started_ = Clock::now();
+    return;
+  }
+  batch_->created_monotonic_ns = monotonic_ns();
+  counters_.events_received.fetch_add(batch_->points.size(), std::memory_order_relaxed);
+  counters_.aggregates_received.fetch_add(batch_->aggregates.size(), std::memory_order_relaxed);
+  std::uint64_t folded = 0;
+  for (const auto& a : batch_->aggregates) folded += a.count;
+  counters_.folded_values_received.fetch_add(folded, std::memory_order_relaxed);
+  counters_.batches.fetch_add(1, std::memory_order_relaxed);
+  counters_.flushes[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  BatchPtr sealed(std::move(batch_));
+  for (ExporterRunner* e : exporters_) e->offer(sealed);
+  batch_ = std::make_unique<Batch>();
+  batch_->points.reserve(options_.batch_size);
+  ++batch_id_;
+  batch_started_ = Clock::now();
+}
+
+void DrainLoop::reclaim() {
+  for (auto it = sources_.begin(); it != sources_.end();) {
+    Source& s = **it;
+    // Order matters: check that the producer is gone first, then that nothing waits. A producer
+    // that is gone pushes no more, so empty now means empty for good.
+    if (!s.producer_finished() || s.waiting() != 0) {
+      ++it;
+      continue;
+    }
+    s.take_folds(clock_.now_unix_ns(), batch_id_, *batch_);
+    const std::string name = s.name();
+    const auto st = s.stats();
+    if (auto r = shm::unlink_segment(name); !r) {
+      spdlog::warn("reclaiming {}: {}", name, r.error().message);
+    }
+    spdlog::info("reclaimed segment {} (service {}, pid {}, {}; drained {} events)", name,
+                 st.service, st.pid, st.owner_alive ? "closed" : "owner dead", st.drained);
+    counters_.segments_reclaimed.fetch_add(1, std::memory_order_relaxed);
+    it = sources_.erase(it);
+  }
+  counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
+}
+
+void DrainLoop::refresh_stats(bool force) {
+  const auto now = Clock::now();
+  if (!force && now - last_stats_ < options_.stats_interval) return;
+  last_stats_ = now;
+  std::vector<SourceStats> fresh;
+  fresh.reserve(sources_.size());
+  std::uint64_t invalid = 0;
+  for (const auto& s : sources_) {
+    fresh.push_back(s->stats());
+    invalid += fresh.back().invalid_events;
+  }
+  std::vector<std::pair<std::string, std::string>> q(quarantine_reasons_.begin(),
+                                                     quarantine_reasons_.end());
+  std::lock_guard lock(stats_mutex_);
+  stats_.swap(fresh);
+  quarantined_copy_.swap(q);
+}
+
+std::size_t DrainLoop::take_tokens(std::size_t want) noexcept {
+  if (options_.max_events_per_second == 0) return want;
+  const auto now = Clock::now();
+  const double rate = static_cast<double>(options_.max_events_per_second);
+  if (tokens_at_ != Clock::time_point{}) {
+    // Refill for the time passed, holding at most a tenth of a second's worth.
+    tokens_ = std::min(rate / 10 + 1,
+                       tokens_ + rate * std::chrono::duration<double>(now - tokens_at_).count());
+  }
+  tokens_at_ = now;
+  const double granted = std::min(tokens_, static_cast<double>(want));
+  tokens_ -= std::floor(granted);
+  return static_cast<std::size_t>(granted);
+}
+
+bool DrainLoop::exporters_have_room() const noexcept {
+  if (exporters_.empty()) return true;
+  for (const ExporterRunner* e : exporters_) {
+    if (e->has_room()) return true;
+  }
+  return false;
+}
+
+std::size_t DrainLoop::step(bool shutting_down) {
+  discover();
+  bool pressure = false;
+  std::size_t drained = 0;
+  if (exporters_have_room()) {
+    drained = round(pressure);
+  } else {
+    counters_.backpressure_rounds.fetch_add(1, std::memory_order_relaxed);
+  }
+  counters_.rounds.fetch_add(1, std::memory_order_relaxed);
+  const auto now = Clock::now();
+  const bool aged = now - batch_started_ >= options_.flush_interval;
+  if (aged || shutting_down) {
+    // Folded values ride along with the age flush, so each is reported within a flush interval.
+    take_folds();
+  }
+  if (shutting_down) {
+    flush(FlushReason::kShutdown);
+  } else if (pressure && batch_->size() > 0) {
+    flush(FlushReason::kPressure);
+  } else if (aged) {
+    flush(FlushReason::kAge);
+  }
+  reclaim();
+  refresh_stats(shutting_down);
+  return drained;
+}
+
+void DrainLoop::run(const std::atomic<bool>& stop) {
+  batch_started_ = Clock::now();
+  auto sleep = options_.idle_sleep_min;
+  while (!stop.load(std::memory_order_relaxed)) {
+    const std::size_t drained = step(false);
+    if (drained > 0) {
+      sleep = options_.idle_sleep_min;
+      continue;  // under load: no sleep
+    }
+    counters_.idle_rounds.fetch_add(1, std::memory_order_relaxed);
+    std::this_thread::sleep_for(sleep);
+    sleep = std::min(sleep * 2, options_.idle_sleep_max);
+  }
+  // Shutdown: drain until every ring is empty (bounded: producers may still be pushing).
+  for (int i = 0; i < 1000; ++i) {
+    if (step(true) == 0) break;
+  }
+  step(true);
+}
+
+std::vector<SourceStats> DrainLoop::source_stats() const {
+  std::lock_guard lock(stats_mutex_);
+  return stats_;
+}
+
+std::vector<std::pair<std::string, std::string>> DrainLoop::quarantined() const {
+  std::lock_guard lock(stats_mutex_);
+  return quarantined_copy_;
+}
+
+}  // namespace shmstats::collector

@@ -1,0 +1,54 @@
+#include "collector/exporters/breaker_socket.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <utility>
+
+namespace shmstats::collector {
+
+BreakerSocket::BreakerSocket(std::string exporter_name, DatagramSocket socket,
+                             std::uint32_t failure_threshold,
+                             std::chrono::milliseconds open_duration)
+    : name_(std::move(exporter_name)),
+      socket_(std::move(socket)),
+      breaker_(failure_threshold, open_duration),
+      open_duration_(open_duration) {}
+
+bool BreakerSocket::try_admit(Clock::time_point now) noexcept {
+  if (!breaker_.allow(now)) return false;
+  if (breaker_.state() == CircuitBreaker::State::kHalfOpen) {
+    (void)socket_.take_pending_error();  // stale: only the probe's own outcome counts
+  }
+  return true;
+}
+
+void BreakerSocket::cancel(Clock::time_point now) noexcept {
+  if (breaker_.state() == CircuitBreaker::State::kHalfOpen) breaker_.on_failure(now);
+}
+
+AttemptResult BreakerSocket::send(std::span<const std::string> datagrams, Clock::time_point now) {
+  errors_.assign(datagrams.size(), 0);
+  AttemptResult r;
+  r.sent = socket_.send_many(datagrams, errors_);
+  r.pending_error = socket_.take_pending_error();
+  const auto before = breaker_.state();
+  if (r.failed()) {
+    breaker_.on_failure(now);
+  } else {
+    breaker_.on_success();
+  }
+  const auto after = breaker_.state();
+  // Transitions happen at most once per open duration, so these lines need no rate limit.
+  if (after == CircuitBreaker::State::kOpen && before != CircuitBreaker::State::kOpen) {
+    const int err = r.sent.failed > 0 ? r.sent.last_error : r.pending_error;
+    spdlog::warn("exporter {}: {} is failing ({}); circuit open, batches dropped for {} ms", name_,
+                 socket_.endpoint().text(), std::strerror(err), open_duration_.count());
+  } else if (after == CircuitBreaker::State::kClosed &&
+             before == CircuitBreaker::State::kHalfOpen) {
+    spdlog::info("exporter {}: {} answers again; circuit closed", name_, socket_.endpoint().text());
+  }
+  return r;
+}
+
+}  // namespace shmstats::collector

@@ -1,0 +1,178 @@
+// shmstats-collector: parses the configuration, wires discovery, drain, exporters and the HTTP
+// endpoint together, and handles signals. SIGTERM/SIGINT: stop discovery, drain every ring, flush
+// every exporter, exit 0 — within --shutdown-timeout.
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "collector/config.h"
+#include "collector/drain.h"
+#include "collector/exporters/dogstatsd.h"
+#include "collector/exporters/udp.h"
+#include "collector/http.h"
+#include "collector/telemetry.h"
+#include "shm/clock.h"
+
+namespace {
+
+using namespace shmstats;
+using namespace shmstats::collector;
+
+int run(int argc, char** argv) {
+  std::string help;
+  auto config = load_config(argc, argv, help);
+  if (!config) {
+    if (!help.empty()) {
+      std::fputs(help.c_str(), stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "shmstats-collector: %s\n", config.error().message.c_str());
+    return 2;
+  }
+  const Config& cfg = config.value();
+  auto logger = spdlog::stderr_color_mt("collector");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  // Signals are taken by sigwait in this thread; every other thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const auto epoch = shm::clock_ns(CLOCK_REALTIME);
+  LatencyHistogram latency;
+  std::vector<std::unique_ptr<ExporterRunner>> runners;
+  if (!cfg.udp.empty()) {
+    UdpExporterOptions o;
+    o.destination = cfg.udp;
+    o.sender_id = cfg.sender_id;
+    o.sender_epoch = epoch;
+    o.host = cfg.host;
+    o.max_datagram_bytes = cfg.max_datagram_bytes;
+    o.breaker_failures = cfg.breaker_failures;
+    o.breaker_open = cfg.breaker_open;
+    auto e = UdpExporter::create(o);
+    if (!e) {
+      std::fprintf(stderr, "shmstats-collector: --udp: %s\n", e.error().message.c_str());
+      return 2;
+    }
+    runners.push_back(
+        std::make_unique<ExporterRunner>(std::move(e).value(), cfg.exporter_queue, &latency));
+  }
+  if (!cfg.dogstatsd.empty()) {
+    DogStatsdOptions o;
+    o.destination = cfg.dogstatsd;
+    o.max_payload_bytes = cfg.dogstatsd_max_bytes;
+    o.add_service_tag = cfg.dogstatsd_service_tag;
+    o.multi_value = cfg.dogstatsd_multi_value;
+    o.breaker_failures = cfg.breaker_failures;
+    o.breaker_open = cfg.breaker_open;
+    auto e = DogStatsdExporter::create(o);
+    if (!e) {
+      std::fprintf(stderr, "shmstats-collector: --dogstatsd: %s\n", e.error().message.c_str());
+      return 2;
+    }
+    // Latency is recorded by one exporter only (the first), so events are not counted twice.
+    runners.push_back(std::make_unique<ExporterRunner>(std::move(e).value(), cfg.exporter_queue,
+                                                       runners.empty() ? &latency : nullptr));
+  }
+  if (runners.empty()) {
+    spdlog::warn("no output configured (--udp, --dogstatsd): events are drained and counted only");
+  }
+  std::vector<ExporterRunner*> exporters;
+  for (auto& r : runners) exporters.push_back(r.get());
+
+  DrainOptions drain_options;
+  drain_options.prefix = cfg.shm_prefix;
+  drain_options.batch_size = cfg.batch_size;
+  drain_options.flush_interval = cfg.flush_interval;
+  drain_options.max_events_per_second = cfg.max_drain_rate;
+  drain_options.policy.allowed_uids = cfg.allowed_uids;
+  drain_options.policy.allow_group_writable = cfg.allow_group_writable;
+  DrainLoop drain(drain_options, exporters);
+
+  HealthThresholds thresholds;
+  thresholds.latency_p99_seconds = cfg.health_latency_p99_seconds;
+  Health health(thresholds);
+  std::unique_ptr<HttpServer> http;
+  if (!cfg.http.empty()) {
+    auto where = parse_endpoint(cfg.http);
+    if (!where) {
+      std::fprintf(stderr, "shmstats-collector: --http: %s\n", where.error().message.c_str());
+      return 2;
+    }
+    auto server = HttpServer::start(
+        where.value().host, where.value().port,
+        [&] {
+          const HealthReport report = health.evaluate(drain, exporters, latency);
+          return HttpResponse{200, render_metrics(drain, exporters, latency, report)};
+        },
+        [&] {
+          const HealthReport report = health.evaluate(drain, exporters, latency);
+          return HttpResponse{report.status == "unhealthy" ? 503 : 200, report.to_json() + "\n",
+                              "application/json"};
+        });
+    if (!server) {
+      std::fprintf(stderr, "shmstats-collector: --http: %s\n", server.error().message.c_str());
+      return 2;
+    }
+    http = std::move(server).value();
+    std::printf("listening http %s:%u\n", where.value().host.c_str(), http->port());
+  }
+  std::printf("collecting prefix %s; udp %s; dogstatsd %s\n", cfg.shm_prefix.c_str(),
+              cfg.udp.empty() ? "off" : cfg.udp.c_str(),
+              cfg.dogstatsd.empty() ? "off" : cfg.dogstatsd.c_str());
+  std::fflush(stdout);
+  spdlog::info("shmstats-collector started (sender {:016x}, epoch {})", cfg.sender_id, epoch);
+
+  std::atomic<bool> stop{false};
+  std::thread drain_thread([&] { drain.run(stop); });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: draining every ring and flushing exporters (bound {} ms)", sig,
+               cfg.shutdown_timeout.count());
+  const auto deadline = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
+  stop.store(true);
+  drain_thread.join();
+  bool clean = true;
+  for (auto& r : runners) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    clean = r->stop(std::max(left, std::chrono::milliseconds(1))) && clean;
+  }
+  if (http) http->stop();
+  const auto& c = drain.counters();
+  spdlog::info("stopped: {} events, {} aggregates in {} batches; {} segments reclaimed",
+               c.events_received.load(), c.aggregates_received.load(), c.batches.load(),
+               c.segments_reclaimed.load());
+  spdlog::shutdown();
+  if (!clean) {
+    // An exporter thread is stuck in a send; it cannot be joined. Its losses were counted.
+    std::fflush(nullptr);
+    std::_Exit(0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shmstats-collector: %s\n", e.what());
+    return 1;
+  }
+}

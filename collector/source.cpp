@@ -1,0 +1,229 @@
+#include "collector/source.h"
+
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <limits>
+
+namespace shmstats::collector {
+
+namespace {
+constexpr std::size_t kScratchEvents = 4096;
+}  // namespace
+
+ClockMap ClockMap::calibrate() {
+  ClockMap m;
+  m.tsc = shm::TickConverter::calibrate();
+  const auto mono = static_cast<std::int64_t>(shm::clock_ns(CLOCK_MONOTONIC));
+  const auto unix_now = static_cast<std::int64_t>(shm::clock_ns(CLOCK_REALTIME));
+  m.monotonic_to_unix_ns = unix_now - mono;
+  return m;
+}
+
+std::int64_t ClockMap::to_unix_ns(std::uint64_t ticks, shm::ClockSource source) const noexcept {
+  const std::uint64_t mono = source == shm::ClockSource::kTsc ? tsc.to_monotonic_ns(ticks) : ticks;
+  return static_cast<std::int64_t>(mono) + monotonic_to_unix_ns;
+}
+
+std::int64_t ClockMap::now_unix_ns() const noexcept {
+  return static_cast<std::int64_t>(shm::clock_ns(CLOCK_REALTIME));
+}
+
+shm::Result<std::unique_ptr<Source>> Source::open(const std::string& name,
+                                                  const AttachPolicy& policy) {
+  // Check the file before mapping it: only allowed owners, and no group/world write unless
+  // configured, so another user cannot feed this collector a crafted segment.
+  struct stat st {};
+  const std::string path = std::string(shm::kShmDirectory) + "/" + name;
+  if (::lstat(path.c_str(), &st) != 0) {
+    return shm::Error{shm::Errc::kNotFound, fmt::format("segment {} vanished", name)};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return shm::Error{shm::Errc::kInvalidSegment,
+                      fmt::format("{} is not a regular file (a link or special file)", name)};
+  }
+  const bool uid_ok = policy.allowed_uids.empty()
+                          ? st.st_uid == ::getuid()
+                          : std::find(policy.allowed_uids.begin(), policy.allowed_uids.end(),
+                                      st.st_uid) != policy.allowed_uids.end();
+  if (!uid_ok) {
+    return shm::Error{shm::Errc::kInvalidSegment,
+                      fmt::format("{} is owned by uid {}, which is not allowed", name, st.st_uid)};
+  }
+  if ((st.st_mode & S_IWOTH) != 0 ||
+      ((st.st_mode & S_IWGRP) != 0 && !policy.allow_group_writable)) {
+    return shm::Error{
+        shm::Errc::kInvalidSegment,
+        fmt::format("{} has mode {:04o}: group- or world-writable segments are refused", name,
+                    st.st_mode & 07777)};
+  }
+  auto seg = shm::Segment::attach(name, shm::Segment::Access::kReadWrite);
+  if (!seg) return seg.error();
+  return std::unique_ptr<Source>(new Source(std::move(seg).value()));
+}
+
+Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
+  service_ = segment_.service();
+  for (std::uint32_t r = 0; r < segment_.geometry().ring_count; ++r) {
+    readers_.push_back(segment_.ring_reader(r));
+  }
+  ring_quarantined_.assign(readers_.size(), false);
+  scratch_.resize(kScratchEvents);
+}
+
+const proto::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch) {
+  if (id >= segment_.geometry().series_capacity) return nullptr;
+  if (id >= series_.size())
+    series_.resize(std::min<std::size_t>(std::max<std::size_t>(id + 1, series_.size() * 2),
+                                         segment_.geometry().series_capacity));
+  CachedSeries& c = series_[id];
+  if (c.invalid) return nullptr;
+  if (!c.def) {
+    // Cold: the first event of a series reads and validates its definition once.
+    auto info = segment_.read_series(id);
+    if (!info) {
+      // Not published yet is possible only for a hostile producer (ids are published before
+      // use); either way the event is counted invalid. A later event retries.
+      return nullptr;
+    }
+    auto def = std::make_shared<proto::SeriesDef>();
+    def->service = service_;
+    def->name = std::move(info.value().name);
+    def->tags = std::move(info.value().tags);
+    def->kind = info.value().kind;
+    c.def = std::move(def);
+  }
+  if (c.batch_id != batch_id) {
+    c.batch_id = batch_id;
+    batch.series.push_back(c.def);
+  }
+  return c.def.get();
+}
+
+DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const ClockMap& clock,
+                               std::uint64_t batch_id, Batch& batch) {
+  DrainResult result;
+  if (ring >= readers_.size() || ring_quarantined_[ring]) return result;
+  shm::RingReader& reader = readers_[ring];
+  result.fill_before = reader.size_estimate();
+  const auto source = static_cast<shm::ClockSource>(segment_.header().clock_source);
+  while (result.events < budget) {
+    const std::size_t want = std::min(budget - result.events, scratch_.size());
+    const shm::PollResult got = reader.poll(std::span(scratch_.data(), want));
+    if (got.corrupt) {
+      ring_quarantined_[ring] = true;
+      result.corrupt = true;
+      break;
+    }
+    if (got.count == 0) break;
+    for (std::size_t i = 0; i < got.count; ++i) {
+      const shm::Event& ev = scratch_[i];
+      const proto::SeriesDef* def = series_for(ev.series_id, batch_id, batch);
+      const bool kind_ok =
+          def != nullptr && (ev.kind == static_cast<std::uint8_t>(def->kind) ||
+                             (def->kind == shm::Kind::kGauge &&
+                              ev.kind == static_cast<std::uint8_t>(shm::Kind::kGaugeDelta)));
+      const bool rate_ok = ev.sample_rate > 0.0F && ev.sample_rate <= 1.0F;
+      if (!kind_ok || !rate_ok) {
+        ++invalid_events_;
+        continue;
+      }
+      batch.points.push_back(proto::Point{def, static_cast<shm::Kind>(ev.kind), ev.value,
+                                          ev.sample_rate, clock.to_unix_ns(ev.ts, source)});
+    }
+    result.events += got.count;
+    drained_ += got.count;
+    if (got.count < want) break;
+  }
+  return result;
+}
+
+std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id, Batch& batch) {
+  const std::uint32_t count = segment_.series_count();
+  std::size_t taken = 0;
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  for (std::uint32_t id = 0; id < count; ++id) {
+    shm::SeriesEntry& e = segment_.series_entry(id);
+    if (e.fold_count.load(std::memory_order_relaxed) == 0) continue;
+    // Each accumulator is exchanged on its own: a value folded between two exchanges lands in
+    // this report or the next, never in both and never in neither, so totals stay exact.
+    const std::uint64_t n = e.fold_count.exchange(0, std::memory_order_acq_rel);
+    const double sum = std::bit_cast<double>(
+        e.fold_sum_bits.exchange(std::bit_cast<std::uint64_t>(0.0), std::memory_order_acq_rel));
+    const double min = std::bit_cast<double>(
+        e.fold_min_bits.exchange(std::bit_cast<std::uint64_t>(kInf), std::memory_order_acq_rel));
+    const double max = std::bit_cast<double>(
+        e.fold_max_bits.exchange(std::bit_cast<std::uint64_t>(-kInf), std::memory_order_acq_rel));
+    const double last = std::bit_cast<double>(e.fold_last_bits.load(std::memory_order_relaxed));
+    const proto::SeriesDef* def = series_for(id, batch_id, batch);
+    if (def == nullptr) {
+      invalid_events_ += n;
+      continue;
+    }
+    batch.aggregates.push_back(proto::Aggregate{def, n, sum, min, max, last, now_unix_ns});
+    folded_taken_ += n;
+    ++taken;
+  }
+  return taken;
+}
+
+bool Source::producer_finished() const noexcept {
+  if (segment_.state() == shm::SegmentState::kClosed) return true;
+  const auto& h = segment_.header();
+  return shm::owner_status(h.owner_pid, h.owner_start_time) == shm::OwnerStatus::kDead;
+}
+
+std::uint64_t Source::waiting() const noexcept {
+  std::uint64_t n = 0;
+  for (std::size_t r = 0; r < readers_.size(); ++r) {
+    if (!ring_quarantined_[r]) n += readers_[r].size_estimate();
+  }
+  return n;
+}
+
+SourceStats Source::stats() const {
+  SourceStats s;
+  const auto& h = segment_.header();
+  s.name = segment_.name();
+  s.service = service_;
+  s.pid = h.owner_pid;
+  s.owner_alive = shm::owner_status(h.owner_pid, h.owner_start_time) == shm::OwnerStatus::kAlive;
+  s.state = segment_.state();
+  s.ring_capacity = segment_.geometry().ring_capacity;
+  s.series = segment_.series_count();
+  s.counters = segment_.counters();
+  s.drained = drained_;
+  s.invalid_events = invalid_events_;
+  s.folded_taken = folded_taken_;
+  std::int64_t balance = 0;
+  for (std::uint32_t r = 0; r < segment_.geometry().ring_count; ++r) {
+    RingSnapshot rs;
+    rs.index = r;
+    rs.stats = segment_.ring_stats(r);
+    rs.quarantined = ring_quarantined_[r];
+    s.pushed += rs.stats.pushed;
+    s.folded += rs.stats.folded;
+    s.dropped += rs.stats.dropped_total();
+    s.waiting += rs.stats.fill();
+    if (rs.stats.claims > 0) s.rings.push_back(rs);
+    // The counters of a ring being pushed to cannot be read as one snapshot; the ledger is
+    // checked on rings that were quiet across two reads (the others are in flight).
+    const shm::RingStats again = segment_.ring_stats(r);
+    if (again.pushed == rs.stats.pushed && again.tail == rs.stats.tail) {
+      const std::uint64_t oldest =
+          again.dropped[static_cast<std::size_t>(shm::DropReason::kOldestOverwritten)];
+      const std::uint64_t drained_ever = again.head - oldest;
+      balance += static_cast<std::int64_t>(again.pushed) -
+                 static_cast<std::int64_t>(drained_ever + again.folded + again.dropped_total() +
+                                           again.fill());
+    }
+  }
+  s.unaccounted = balance;
+  return s;
+}
+
+}  // namespace shmstats::collector

@@ -1,0 +1,115 @@
+// One attached producer segment as the collector sees it: its rings, a cache of its series
+// definitions, its fold accumulators and its lifecycle (active, closed, owner dead, quarantined).
+//
+// Concurrency: a Source belongs to the drain thread. stats() is a copy for telemetry, made by the
+// drain thread and handed over under the caller's lock.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collector/batch.h"
+#include "shm/clock.h"
+#include "shm/segment.h"
+
+namespace shmstats::collector {
+
+// Converts event ticks to Unix nanoseconds.
+struct ClockMap {
+  shm::TickConverter tsc;
+  std::int64_t monotonic_to_unix_ns = 0;
+  static ClockMap calibrate();
+  std::int64_t to_unix_ns(std::uint64_t ticks, shm::ClockSource source) const noexcept;
+  std::int64_t now_unix_ns() const noexcept;
+};
+
+// Who may own a segment the collector attaches to.
+struct AttachPolicy {
+  std::vector<uid_t> allowed_uids;    // empty: only the collector's own uid
+  bool allow_group_writable = false;  // refuse 0660-style segments unless set
+};
+
+struct RingSnapshot {
+  std::uint32_t index = 0;
+  shm::RingStats stats;
+  bool quarantined = false;
+};
+
+struct SourceStats {
+  std::string name;
+  std::string service;
+  pid_t pid = 0;
+  bool owner_alive = true;
+  shm::SegmentState state = shm::SegmentState::kActive;
+  std::uint32_t ring_capacity = 0;
+  std::uint32_t series = 0;
+  std::vector<RingSnapshot> rings;  // rings ever claimed
+  shm::SegmentCounters counters;
+  std::uint64_t drained = 0;         // events this collector took from the rings
+  std::uint64_t invalid_events = 0;  // events whose series or kind did not check out
+  std::uint64_t folded_taken = 0;    // folded values taken as aggregates
+  // Ledger (producer side): pushed = drained_ever + folded + dropped + waiting, where
+  // drained_ever is head - oldest_overwritten. `unaccounted` is the difference summed over the
+  // rings that were quiet while read; non-zero means the segment's counters do not close.
+  std::uint64_t pushed = 0;
+  std::uint64_t folded = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t waiting = 0;
+  std::int64_t unaccounted = 0;
+};
+
+struct DrainResult {
+  std::size_t events = 0;
+  std::uint64_t fill_before = 0;  // waiting events when the drain started
+  bool corrupt = false;
+};
+
+class Source {
+ public:
+  // Attaches read-write after checking owner and mode; errors say why (and are counted by the
+  // caller as quarantined, or retried when kNotReady).
+  static shm::Result<std::unique_ptr<Source>> open(const std::string& name,
+                                                   const AttachPolicy& policy);
+
+  const std::string& name() const noexcept { return segment_.name(); }
+  std::uint32_t ring_count() const noexcept { return segment_.geometry().ring_count; }
+  std::uint32_t ring_capacity() const noexcept { return segment_.geometry().ring_capacity; }
+
+  // Moves up to `budget` events of ring `ring` into `batch`. `batch_id` identifies the batch
+  // being filled, so each series definition is attached to it once.
+  DrainResult drain_ring(std::uint32_t ring, std::size_t budget, const ClockMap& clock,
+                         std::uint64_t batch_id, Batch& batch);
+  // Takes every series' fold accumulators (exchange) into batch.aggregates.
+  std::size_t take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id, Batch& batch);
+
+  // True once the producer is gone (closed, or its process died) — it will push no more.
+  bool producer_finished() const noexcept;
+  // Waiting events over all non-quarantined rings.
+  std::uint64_t waiting() const noexcept;
+  SourceStats stats() const;
+
+ private:
+  explicit Source(shm::Segment segment);
+  const proto::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
+
+  shm::Segment segment_;
+  std::string service_;
+  std::vector<shm::RingReader> readers_;
+  std::vector<bool> ring_quarantined_;
+  std::vector<shm::Event> scratch_;
+  struct CachedSeries {
+    std::shared_ptr<const proto::SeriesDef> def;
+    std::uint64_t batch_id = 0;  // last batch this definition was attached to
+    bool invalid = false;
+  };
+  std::vector<CachedSeries> series_;
+  std::uint64_t drained_ = 0;
+  std::uint64_t invalid_events_ = 0;
+  std::uint64_t folded_taken_ = 0;
+};
+
+}  // namespace shmstats::collector

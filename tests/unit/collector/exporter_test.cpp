@@ -1,0 +1,184 @@
+#include "collector/exporter.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "tests/support/support.h"
+
+namespace shmstats::collector {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::wait_until;
+
+constexpr milliseconds kWait{10'000};
+constexpr std::size_t kEventsPerBatch = 3;
+
+BatchPtr make_batch() {
+  auto def = std::make_shared<proto::SeriesDef>();
+  def->name = "runner.test";
+  auto batch = std::make_shared<Batch>();
+  batch->series.push_back(def);
+  for (std::size_t i = 0; i < kEventsPerBatch; ++i) {
+    batch->points.push_back(proto::Point{def.get(), shm::Kind::kCounter, 1.0, 1.0F, 0});
+  }
+  return batch;
+}
+
+// A slow destination: send blocks until the test releases it, so "slow" lasts exactly as long
+// as the test needs without sleeping.
+class SlowExporter final : public Exporter {
+ public:
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override {
+    std::unique_lock lock(mutex_);
+    entered_.fetch_add(1);
+    released_cv_.wait(lock, [this] { return released_; });
+    return SendResult{.events_sent = batch.size()};
+  }
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      released_ = true;
+    }
+    released_cv_.notify_all();
+  }
+  int entered() const { return entered_.load(); }
+
+ private:
+  std::string name_ = "slow";
+  std::mutex mutex_;
+  std::condition_variable released_cv_;
+  bool released_ = false;
+  std::atomic<int> entered_{0};
+};
+
+// Throws on its first batch, then works.
+class ThrowOnceExporter final : public Exporter {
+ public:
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override {
+    if (calls_.fetch_add(1) == 0) throw std::runtime_error("destination exploded");
+    return SendResult{.events_sent = batch.size(), .datagrams = 1};
+  }
+
+ private:
+  std::string name_ = "throw_once";
+  std::atomic<int> calls_{0};
+};
+
+class CountingExporter final : public Exporter {
+ public:
+  explicit CountingExporter(std::atomic<int>& flushes) : flushes_(flushes) {}
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override { return SendResult{.events_sent = batch.size()}; }
+  SendResult flush() override {
+    flushes_.fetch_add(1);
+    return {};
+  }
+
+ private:
+  std::string name_ = "counting";
+  std::atomic<int>& flushes_;
+};
+
+std::string describe(const ExporterRunner& r) {
+  const auto& c = r.counters();
+  return "batches_in=" + std::to_string(c.batches_in.load()) +
+         " dropped_queue_full=" + std::to_string(c.batches_dropped_queue_full.load()) +
+         " events_sent=" + std::to_string(c.events_sent.load()) +
+         " exceptions=" + std::to_string(c.exceptions.load()) +
+         " queue_depth=" + std::to_string(c.queue_depth.load());
+}
+
+TEST(ExporterRunnerTest, SlowExporterDropsBatchesWhenQueueIsFullWithoutBlockingOffer) {
+  constexpr std::size_t kCapacity = 4;
+  constexpr std::size_t kExtra = 3;
+  auto exporter = std::make_unique<SlowExporter>();
+  SlowExporter* slow = exporter.get();
+  ExporterRunner sut(std::move(exporter), kCapacity);
+  sut.offer(make_batch());
+  ASSERT_TRUE(
+      wait_until([&] { return slow->entered() == 1; }, kWait, [&] { return describe(sut); }));
+
+  // The exporter is stuck in send: these offers must return at once, queuing or dropping.
+  for (std::size_t i = 0; i < kCapacity + kExtra; ++i) sut.offer(make_batch());
+
+  const auto& c = sut.counters();
+  EXPECT_EQ(c.batches_in.load(), 1 + kCapacity + kExtra);
+  EXPECT_EQ(c.batches_dropped_queue_full.load(), kExtra);
+  EXPECT_EQ(c.events_dropped_queue_full.load(), kExtra * kEventsPerBatch);
+  EXPECT_EQ(c.queue_depth.load(), kCapacity);
+  slow->release();
+  EXPECT_TRUE(wait_until([&] { return c.events_sent.load() == (1 + kCapacity) * kEventsPerBatch; },
+                         kWait, [&] { return describe(sut); }));
+  EXPECT_TRUE(sut.stop(kWait));
+}
+
+TEST(ExporterRunnerTest, ExporterThatThrowsIsCountedAndKeepsRunning) {
+  ExporterRunner sut(std::make_unique<ThrowOnceExporter>(), 8);
+
+  sut.offer(make_batch());
+  sut.offer(make_batch());
+
+  const auto& c = sut.counters();
+  ASSERT_TRUE(wait_until(
+      [&] { return c.exceptions.load() == 1 && c.events_sent.load() == kEventsPerBatch; }, kWait,
+      [&] { return describe(sut); }));
+  EXPECT_EQ(c.events_dropped_exception.load(), kEventsPerBatch);
+  EXPECT_EQ(c.datagrams.load(), 1U);
+  EXPECT_TRUE(sut.stop(kWait));
+}
+
+TEST(ExporterRunnerTest, StopSendsQueuedBatchesAndFlushes) {
+  constexpr std::size_t kBatches = 5;
+  std::atomic<int> flushes{0};
+  ExporterRunner sut(std::make_unique<CountingExporter>(flushes), kBatches);
+  for (std::size_t i = 0; i < kBatches; ++i) sut.offer(make_batch());
+
+  const bool stopped = sut.stop(kWait);
+
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(sut.counters().events_sent.load(), kBatches * kEventsPerBatch);
+  EXPECT_EQ(sut.counters().batches_dropped_queue_full.load(), 0U);
+  EXPECT_GE(flushes.load(), 1);
+}
+
+TEST(ExporterRunnerTest, StopWithHungExporterReturnsFalseAtTheDeadline) {
+  constexpr milliseconds kDeadline{200};
+  // Generous: this bounds a hang, it does not measure speed.
+  constexpr milliseconds kSlack{5000};
+  constexpr std::size_t kQueued = 2;
+  auto exporter = std::make_unique<SlowExporter>();
+  SlowExporter* hung = exporter.get();
+  ExporterRunner sut(std::move(exporter), 8);
+  sut.offer(make_batch());
+  ASSERT_TRUE(
+      wait_until([&] { return hung->entered() == 1; }, kWait, [&] { return describe(sut); }));
+  for (std::size_t i = 0; i < kQueued; ++i) sut.offer(make_batch());
+
+  const auto start = std::chrono::steady_clock::now();
+  const bool stopped = sut.stop(kDeadline);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+
+  EXPECT_FALSE(stopped);
+  EXPECT_GE(elapsed, kDeadline);
+  EXPECT_LT(elapsed, kDeadline + kSlack);
+  EXPECT_EQ(sut.counters().batches_dropped_queue_full.load(), kQueued);
+  EXPECT_EQ(sut.counters().events_dropped_queue_full.load(), kQueued * kEventsPerBatch);
+  // Let the detached thread finish before `sut` (which it uses) is destroyed: stop() reports
+  // true once the thread has marked itself exited under the runner's lock.
+  hung->release();
+  EXPECT_TRUE(
+      wait_until([&] { return sut.stop(milliseconds(0)); }, kWait, [&] { return describe(sut); }));
+}
+
+}  // namespace
+}  // namespace shmstats::collector

@@ -1,0 +1,506 @@
+#include "tools/recv/receiver.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <httplib.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iterator>
+
+#include "tools/recv/jsonl.h"
+
+namespace shmstats::tools::recv {
+namespace {
+
+// recvmmsg batch: room for the largest UDP payload each, so nothing is ever truncated.
+constexpr std::size_t kBatchDatagrams = 16;
+constexpr std::size_t kMaxUdpPayload = 65536;
+constexpr std::size_t kHttpThreads = 2;
+constexpr time_t kHttpKeepAliveSeconds = 1;
+constexpr std::int64_t kMalformedLogIntervalNs = 10'000'000'000;
+constexpr std::size_t kMaxEndpointBytes = 300;
+
+shm::Error invalid(std::string message) {
+  return shm::Error{shm::Errc::kInvalidOptions, std::move(message)};
+}
+
+shm::Error system_error(std::string message, int err) {
+  return shm::Error{shm::Errc::kSystem, fmt::format("{}: {}", message, std::strerror(err))};
+}
+
+std::string shown(std::string_view text) {
+  std::string out(text.substr(0, 64));
+  for (auto& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  }
+  return "\"" + out + (text.size() > 64 ? "...\"" : "\"");
+}
+
+std::string format_endpoint(std::string_view host, std::uint16_t port) {
+  if (host.find(':') != std::string_view::npos) return fmt::format("[{}]:{}", host, port);
+  return fmt::format("{}:{}", host, port);
+}
+
+std::string sender_hex(std::uint64_t id) { return fmt::format("{:016x}", id); }
+
+std::int64_t monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Prometheus text: one "# HELP" and "# TYPE" per family, then its samples.
+class Exposition {
+ public:
+  void family(std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(std::back_inserter(out_), "# HELP shmstats_recv_{} {}\n", name, help);
+    fmt::format_to(std::back_inserter(out_), "# TYPE shmstats_recv_{} {}\n", name, type);
+  }
+  void sample(std::string_view name, std::uint64_t value) {
+    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{} {}\n", name, value);
+  }
+  void sample(std::string_view name, std::string_view label, std::string_view label_value,
+              std::uint64_t value) {
+    // Label values here are reason names and hex ids: nothing to escape.
+    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{}{{{}=\"{}\"}} {}\n", name, label,
+                   label_value, value);
+  }
+  void single(std::string_view name, std::string_view type, std::string_view help,
+              std::uint64_t value) {
+    family(name, type, help);
+    sample(name, value);
+  }
+  std::string take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+}  // namespace
+
+shm::Result<Endpoint> parse_endpoint(std::string_view text, std::string_view default_host) {
+  const auto bad = [&](std::string_view why) {
+    return invalid(fmt::format("address {} is not HOST:PORT: {}", shown(text), why));
+  };
+  if (text.empty() || text.size() > kMaxEndpointBytes) return bad("empty or too long");
+  Endpoint endpoint;
+  std::string_view port_text;
+  if (text.find_first_not_of("0123456789") == std::string_view::npos) {
+    endpoint.host = default_host;
+    port_text = text;
+  } else if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return bad("an IPv6 address is written [ADDRESS]:PORT");
+    }
+    endpoint.host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("no port");
+    if (text.find(':') != colon) return bad("an IPv6 address is written [ADDRESS]:PORT");
+    endpoint.host = colon == 0 ? std::string(default_host) : std::string(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  if (endpoint.host.empty()) return bad("empty host");
+  unsigned port = 0;
+  const auto* end = port_text.data() + port_text.size();
+  const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
+  if (port_text.empty() || ec != std::errc{} || ptr != end || port > 65535) {
+    return bad("the port must be a number from 0 to 65535");
+  }
+  endpoint.port = static_cast<std::uint16_t>(port);
+  return endpoint;
+}
+
+std::uint64_t ReceiverStats::malformed_total() const noexcept {
+  std::uint64_t total = 0;
+  for (const auto n : malformed) total += n;
+  return total;
+}
+
+Receiver::Receiver(ReceiverOptions options)
+    : options_(std::move(options)),
+      writer_(WriterOptions{options_.jsonl, options_.queue_lines, std::chrono::milliseconds{50}}) {}
+
+shm::Result<std::unique_ptr<Receiver>> Receiver::create(ReceiverOptions options) {
+  auto udp = parse_endpoint(options.listen);
+  if (!udp) return udp.error();
+  Endpoint http_endpoint;
+  if (!options.http.empty()) {
+    auto http = parse_endpoint(options.http);
+    if (!http) return http.error();
+    http_endpoint = http.value();
+  }
+  if (options.jsonl.empty()) return invalid("the JSON Lines path is empty (use - for stdout)");
+  if (options.queue_lines == 0) return invalid("the writer queue needs room for at least 1 line");
+  if (options.max_senders == 0) return invalid("at least 1 sender must be tracked");
+  const bool with_http = !options.http.empty();
+  std::unique_ptr<Receiver> receiver(new Receiver(std::move(options)));
+  if (auto bound = receiver->bind_udp(udp.value()); !bound) return bound.error();
+  if (with_http) {
+    if (auto bound = receiver->bind_http(http_endpoint); !bound) return bound.error();
+  }
+  receiver->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (receiver->wake_fd_ < 0) return system_error("eventfd", errno);
+  return receiver;
+}
+
+shm::Result<void> Receiver::bind_udp(const Endpoint& endpoint) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_DGRAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(endpoint.port);
+  if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return invalid(fmt::format("cannot resolve {}: {}", shown(endpoint.host), gai_strerror(rc)));
+  }
+  int last_errno = 0;
+  for (const addrinfo* ai = found; ai != nullptr && udp_fd_ < 0; ai = ai->ai_next) {
+    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      last_errno = errno;
+      ::close(fd);
+      continue;
+    }
+    udp_fd_ = fd;
+  }
+  ::freeaddrinfo(found);
+  if (udp_fd_ < 0) {
+    return system_error(
+        fmt::format("cannot bind UDP {}", format_endpoint(endpoint.host, endpoint.port)),
+        last_errno);
+  }
+  // A collector sends in bursts; a big buffer keeps the kernel from dropping them while this
+  // thread is busy. SO_RCVBUFFORCE passes net.core.rmem_max (it needs CAP_NET_ADMIN); plain
+  // SO_RCVBUF is capped by it. Whatever the kernel grants is fine.
+  const int want = options_.receive_buffer_bytes;
+  if (::setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) != 0) {
+    (void)::setsockopt(udp_fd_, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want));
+  }
+  sockaddr_storage addr{};
+  socklen_t len = sizeof(addr);
+  if (::getsockname(udp_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return system_error("getsockname", errno);
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  std::uint16_t bound_port = 0;
+  if (addr.ss_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text));
+    bound_port = ntohs(v6->sin6_port);
+  } else {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&addr);
+    ::inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text));
+    bound_port = ntohs(v4->sin_port);
+  }
+  udp_address_ = format_endpoint(text, bound_port);
+  return shm::success();
+}
+
+shm::Result<void> Receiver::bind_http(const Endpoint& endpoint) {
+  http_ = std::make_unique<httplib::Server>();
+  http_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
+  // A scraper's idle keep-alive connection must not hold shutdown() up for long.
+  http_->set_keep_alive_timeout(kHttpKeepAliveSeconds);
+  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  http_->Get("/health", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("{\"status\":\"ok\"}\n", "application/json");
+  });
+  int port = endpoint.port;
+  if (port == 0) {
+    port = http_->bind_to_any_port(endpoint.host);
+  } else if (!http_->bind_to_port(endpoint.host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    const int err = errno;
+    http_.reset();
+    return system_error(
+        fmt::format("cannot bind HTTP {}", format_endpoint(endpoint.host, endpoint.port)), err);
+  }
+  http_address_ = format_endpoint(endpoint.host, static_cast<std::uint16_t>(port));
+  return shm::success();
+}
+
+Receiver::~Receiver() {
+  shutdown();
+  if (udp_fd_ >= 0) ::close(udp_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void Receiver::start() {
+  if (started_ || shut_down_) return;
+  started_ = true;
+  receive_thread_ = std::thread([this] { receive_loop(); });
+  if (http_) {
+    http_thread_ = std::thread([this] {
+      if (!http_->listen_after_bind()) {
+        std::fprintf(stderr, "shmstats-recv: the HTTP server on %s stopped with an error\n",
+                     http_address_.c_str());
+      }
+      http_done_.store(true, std::memory_order_release);
+    });
+  }
+}
+
+void Receiver::shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (receive_thread_.joinable()) {
+    const std::uint64_t one = 1;
+    if (::write(wake_fd_, &one, sizeof(one)) < 0) {
+      std::fprintf(stderr, "shmstats-recv: waking the receive thread failed: %s\n",
+                   std::strerror(errno));
+    }
+    receive_thread_.join();
+  }
+  if (http_thread_.joinable()) {
+    // httplib's stop() does nothing until listen_after_bind() has started its loop, so repeat it
+    // until the thread is done. acquire: pairs with the release store in the HTTP thread.
+    while (!http_done_.load(std::memory_order_acquire)) {
+      http_->stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    http_thread_.join();
+  }
+  writer_.close();
+}
+
+void Receiver::receive_loop() {
+  std::vector<std::uint8_t> buffers(kBatchDatagrams * kMaxUdpPayload);
+  std::array<iovec, kBatchDatagrams> iovecs{};
+  std::array<mmsghdr, kBatchDatagrams> messages{};
+  for (std::size_t i = 0; i < kBatchDatagrams; ++i) {
+    iovecs[i].iov_base = buffers.data() + i * kMaxUdpPayload;
+    iovecs[i].iov_len = kMaxUdpPayload;
+    messages[i].msg_hdr.msg_iov = &iovecs[i];
+    messages[i].msg_hdr.msg_iovlen = 1;
+  }
+  std::array<pollfd, 2> fds{pollfd{udp_fd_, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}};
+  for (;;) {
+    const int ready = ::poll(fds.data(), fds.size(), -1);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      receive_errors_.fetch_add(1, std::memory_order_relaxed);
+      std::fprintf(stderr, "shmstats-recv: poll: %s\n", std::strerror(errno));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    if (fds[1].revents != 0) return;
+    if (fds[0].revents == 0) continue;
+    // Drain what is queued, a batch at a time, then poll again (which also sees a shutdown).
+    for (;;) {
+      const int n = ::recvmmsg(udp_fd_, messages.data(), kBatchDatagrams, MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          receive_errors_.fetch_add(1, std::memory_order_relaxed);
+        }
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        const auto index = static_cast<std::size_t>(i);
+        handle_datagram({buffers.data() + index * kMaxUdpPayload, messages[index].msg_len});
+      }
+      if (static_cast<std::size_t>(n) < kBatchDatagrams) break;
+    }
+  }
+}
+
+Receiver::Sender& Receiver::sender_locked(std::uint64_t id) {
+  ++tick_;
+  if (auto it = senders_.find(id); it != senders_.end()) {
+    it->second.last_seen = tick_;
+    return it->second;
+  }
+  if (senders_.size() >= options_.max_senders) {
+    // Forget the sender heard from least recently; its counts stay in the totals.
+    auto oldest = std::min_element(
+        senders_.begin(), senders_.end(),
+        [](const auto& a, const auto& b) { return a.second.last_seen < b.second.last_seen; });
+    forgotten_ += oldest->second.tracker.counters();
+    ++senders_forgotten_;
+    senders_.erase(oldest);
+  }
+  auto& sender = senders_[id];
+  sender.last_seen = tick_;
+  return sender;
+}
+
+void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
+  datagrams_.fetch_add(1, std::memory_order_relaxed);
+  bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
+  proto::DecodedDatagram datagram;
+  proto::DecodeFailure failure{proto::DecodeError::kCount, {}};
+  if (!proto::decode(bytes, datagram, failure)) {
+    const auto reason = static_cast<std::size_t>(failure.reason);
+    if (reason < malformed_.size()) malformed_[reason].fetch_add(1, std::memory_order_relaxed);
+    log_malformed(failure);
+    return;
+  }
+  SequenceVerdict verdict;
+  {
+    const std::lock_guard lock(senders_mutex_);
+    verdict = sender_locked(datagram.header.sender_id)
+                  .tracker.observe(datagram.header.sender_epoch, datagram.header.sequence);
+  }
+  if (!accepted(verdict)) return;
+  events_.fetch_add(datagram.events.size(), std::memory_order_relaxed);
+  aggregates_.fetch_add(datagram.aggregates.size(), std::memory_order_relaxed);
+  std::string text;
+  const std::size_t lines = append_lines(text, datagram);
+  if (lines > 0) (void)writer_.try_push(std::move(text), lines);  // a refusal is counted there
+}
+
+void Receiver::log_malformed(const proto::DecodeFailure& failure) {
+  const std::int64_t now = monotonic_ns();
+  if (last_malformed_log_ns_ != 0 && now - last_malformed_log_ns_ < kMalformedLogIntervalNs) {
+    ++unlogged_malformed_;
+    return;
+  }
+  std::string line = fmt::format("shmstats-recv: malformed datagram ({}): {}",
+                                 proto::to_string(failure.reason), failure.message);
+  if (unlogged_malformed_ > 0) {
+    line += fmt::format(" ({} more since the last report)", unlogged_malformed_);
+  }
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  last_malformed_log_ns_ = now;
+  unlogged_malformed_ = 0;
+}
+
+std::vector<Receiver::SenderSnapshot> Receiver::sender_snapshot(SequenceCounters& totals) const {
+  std::vector<SenderSnapshot> out;
+  const std::lock_guard lock(senders_mutex_);
+  out.reserve(senders_.size());
+  totals = forgotten_;
+  for (const auto& [id, sender] : senders_) {
+    const auto& tracker = sender.tracker;
+    out.push_back(SenderSnapshot{id, tracker.epoch(), tracker.highest(), tracker.counters()});
+    totals += tracker.counters();
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+ReceiverStats Receiver::stats() const {
+  ReceiverStats s;
+  s.datagrams = datagrams_.load(std::memory_order_relaxed);
+  s.bytes = bytes_.load(std::memory_order_relaxed);
+  s.events = events_.load(std::memory_order_relaxed);
+  s.aggregates = aggregates_.load(std::memory_order_relaxed);
+  s.receive_errors = receive_errors_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < malformed_.size(); ++i) {
+    s.malformed[i] = malformed_[i].load(std::memory_order_relaxed);
+  }
+  s.senders = sender_snapshot(s.sequence).size();
+  {
+    const std::lock_guard lock(senders_mutex_);
+    s.senders_forgotten = senders_forgotten_;
+  }
+  s.writer = writer_.stats();
+  return s;
+}
+
+std::string Receiver::metrics_text() const {
+  const ReceiverStats s = stats();
+  SequenceCounters totals;
+  const auto senders = sender_snapshot(totals);
+  Exposition out;
+  out.single("datagrams_total", "counter", "UDP datagrams received, valid or not.", s.datagrams);
+  out.single("bytes_total", "counter", "Bytes of UDP datagrams received.", s.bytes);
+  out.single("events_total", "counter", "Events in accepted datagrams.", s.events);
+  out.single("aggregates_total", "counter", "Aggregates (folded values) in accepted datagrams.",
+             s.aggregates);
+  out.family("malformed_total", "counter", "Datagrams rejected by the decoder, by reason.");
+  for (std::size_t i = 0; i < proto::kDecodeErrorCount; ++i) {
+    out.sample("malformed_total", "reason", proto::to_string(static_cast<proto::DecodeError>(i)),
+               s.malformed[i]);
+  }
+  out.single("receive_errors_total", "counter", "Failed recvmmsg() calls.", s.receive_errors);
+  out.single("lost_total", "gauge",
+             "Datagrams missing from sender sequences. Provisional: it goes down when a missing "
+             "datagram arrives late.",
+             totals.lost);
+  out.single("duplicates_total", "counter", "Datagrams seen before, dropped.", totals.duplicates);
+  out.single("reordered_total", "counter",
+             "Datagrams that arrived after a later one, inside the duplicate window.",
+             totals.reordered);
+  out.single("late_total", "counter",
+             "Datagrams that arrived after the duplicate window had passed them; written.",
+             totals.late);
+  out.single("sender_restarts_total", "counter", "Senders seen with a new, higher epoch.",
+             totals.restarts);
+  out.single("stale_epoch_total", "counter",
+             "Datagrams from an older epoch of a sender that has restarted, dropped.",
+             totals.stale_epoch);
+  out.single("lines_written_total", "counter", "JSON Lines written.", s.writer.lines_written);
+  out.single("write_errors_total", "counter", "Failed open() or write() calls on the output.",
+             s.writer.write_errors);
+  out.single("write_failed_lines_total", "counter", "JSON Lines lost to write errors.",
+             s.writer.failed_lines);
+  out.single("write_queue_full_total", "counter",
+             "JSON Lines dropped because the writer had fallen behind.", s.writer.queue_full_lines);
+  out.single("write_queue_depth", "gauge", "JSON Lines waiting for the writer.",
+             s.writer.queue_depth_lines);
+  out.single("senders", "gauge", "Senders being tracked.", senders.size());
+  out.single("senders_forgotten_total", "counter",
+             "Senders no longer tracked because more were active than --max-senders.",
+             s.senders_forgotten);
+
+  struct PerSender {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t (*value)(const SenderSnapshot&);
+  };
+  static constexpr PerSender kPerSender[] = {
+      {"sender_datagrams_total", "counter", "Datagrams accepted from the sender.",
+       [](const SenderSnapshot& x) { return x.counters.accepted; }},
+      {"sender_lost", "gauge", "Datagrams missing from the sender's sequence (provisional).",
+       [](const SenderSnapshot& x) { return x.counters.lost; }},
+      {"sender_duplicates_total", "counter", "Duplicate datagrams from the sender.",
+       [](const SenderSnapshot& x) { return x.counters.duplicates; }},
+      {"sender_reordered_total", "counter", "Reordered datagrams from the sender.",
+       [](const SenderSnapshot& x) { return x.counters.reordered; }},
+      {"sender_late_total", "counter", "Late datagrams from the sender.",
+       [](const SenderSnapshot& x) { return x.counters.late; }},
+      {"sender_epoch_changes_total", "counter", "Restarts (new epochs) of the sender.",
+       [](const SenderSnapshot& x) { return x.counters.restarts; }},
+      {"sender_stale_epoch_total", "counter", "Datagrams of an old epoch of the sender.",
+       [](const SenderSnapshot& x) { return x.counters.stale_epoch; }},
+      {"sender_epoch", "gauge", "The sender's current epoch.",
+       [](const SenderSnapshot& x) { return x.epoch; }},
+      {"sender_highest_sequence", "gauge", "The highest sequence seen in the current epoch.",
+       [](const SenderSnapshot& x) { return x.highest; }},
+  };
+  if (!senders.empty()) {
+    for (const auto& metric : kPerSender) {
+      out.family(metric.name, metric.type, metric.help);
+      for (const auto& sender : senders) {
+        out.sample(metric.name, "sender", sender_hex(sender.id), metric.value(sender));
+      }
+    }
+  }
+  return out.take();
+}
+
+}  // namespace shmstats::tools::recv

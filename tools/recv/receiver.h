@@ -1,0 +1,156 @@
+// shmstats-recv's library: binds a UDP socket, decodes each datagram (proto/datagram.h), tracks
+// per-sender sequences (sequence.h), hands JSON Lines (jsonl.h) to the asynchronous writer
+// (writer.h) and serves its own counters as Prometheus text on an optional HTTP endpoint.
+//
+// Threads:
+//   receive  (start())  poll + recvmmsg; decode, track, format, LineWriter::try_push. Never does
+//                       file I/O, so a slow disk cannot make the kernel drop datagrams.
+//   writer   (LineWriter) appends the lines; flushes at least every 50 ms.
+//   http     (start(), with an HTTP endpoint) GET /metrics, GET /health, on cpp-httplib's pool.
+// create(), start() and shutdown() belong to the owner thread. handle_datagram() is what the
+// receive thread runs per datagram; a test may call it directly as long as start() was not.
+// stats() and metrics_text() may be called from any thread.
+//
+// Nothing in a datagram can stop the receiver: a malformed one is counted by reason
+// (proto::to_string(DecodeError)), a duplicate or stale one by the sequence counters, and both
+// are dropped.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "proto/datagram.h"
+#include "shm/result.h"
+#include "tools/recv/sequence.h"
+#include "tools/recv/writer.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace shmstats::tools::recv {
+
+inline constexpr std::string_view kDefaultListen = "127.0.0.1:9125";
+inline constexpr std::string_view kDefaultHost = "127.0.0.1";
+
+struct ReceiverOptions {
+  std::string listen{kDefaultListen};  // HOST:PORT, [V6]:PORT or PORT; port 0 picks a free one
+  std::string jsonl = "-";             // file to append JSON Lines to, or "-" for stdout
+  std::string http;                    // HOST:PORT for /metrics and /health; empty: none
+  std::size_t queue_lines = 65536;     // writer queue capacity, in lines
+  std::size_t max_senders = 1024;      // senders tracked at once; the least recent is forgotten
+  int receive_buffer_bytes = 8 << 20;  // SO_RCVBUF asked for (the kernel may grant less)
+};
+
+struct Endpoint {
+  std::string host;  // without brackets
+  std::uint16_t port = 0;
+};
+
+// Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" or "PORT" (the last two on `default_host`).
+// Errc::kInvalidOptions with a message naming the text otherwise.
+shm::Result<Endpoint> parse_endpoint(std::string_view text,
+                                     std::string_view default_host = kDefaultHost);
+
+struct ReceiverStats {
+  std::uint64_t datagrams = 0;  // received, valid or not
+  std::uint64_t bytes = 0;
+  std::uint64_t events = 0;      // in accepted datagrams
+  std::uint64_t aggregates = 0;  // in accepted datagrams
+  std::uint64_t receive_errors = 0;
+  std::array<std::uint64_t, proto::kDecodeErrorCount> malformed{};  // by proto::DecodeError
+  SequenceCounters sequence;  // every sender, forgotten ones included
+  std::uint64_t senders = 0;
+  std::uint64_t senders_forgotten = 0;
+  WriterStats writer;
+
+  std::uint64_t malformed_total() const noexcept;
+};
+
+class Receiver {
+ public:
+  // Binds the UDP socket (and the HTTP one) and starts the writer; nothing is received until
+  // start(). Errc::kInvalidOptions for bad options, kSystem when a bind fails.
+  static shm::Result<std::unique_ptr<Receiver>> create(ReceiverOptions options);
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+  ~Receiver();  // shutdown()
+
+  // The bound addresses, ports resolved: "127.0.0.1:40123", "[::1]:40123"; "" without HTTP.
+  const std::string& udp_address() const noexcept { return udp_address_; }
+  const std::string& http_address() const noexcept { return http_address_; }
+
+  void start();
+  // Stops receiving and serving, then writes every queued line and closes the file. Idempotent.
+  void shutdown();
+
+  // Decodes, tracks and queues one datagram (see the thread notes above).
+  void handle_datagram(std::span<const std::uint8_t> bytes);
+
+  ReceiverStats stats() const;
+  // Prometheus text exposition format 0.0.4, every name prefixed shmstats_recv_.
+  std::string metrics_text() const;
+
+ private:
+  struct Sender {
+    SequenceTracker tracker;
+    std::uint64_t last_seen = 0;  // tick_ when it last sent
+  };
+  struct SenderSnapshot {
+    std::uint64_t id = 0;
+    std::uint64_t epoch = 0;
+    std::uint64_t highest = 0;
+    SequenceCounters counters;
+  };
+
+  explicit Receiver(ReceiverOptions options);
+  shm::Result<void> bind_udp(const Endpoint& endpoint);
+  shm::Result<void> bind_http(const Endpoint& endpoint);
+  void receive_loop();
+  Sender& sender_locked(std::uint64_t id);
+  std::vector<SenderSnapshot> sender_snapshot(SequenceCounters& totals) const;
+  void log_malformed(const proto::DecodeFailure& failure);
+
+  const ReceiverOptions options_;
+  LineWriter writer_;
+  int udp_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: shutdown() wakes the receive thread
+  std::string udp_address_;
+  std::string http_address_;
+  std::unique_ptr<httplib::Server> http_;
+
+  std::atomic<std::uint64_t> datagrams_{0};
+  std::atomic<std::uint64_t> bytes_{0};
+  std::atomic<std::uint64_t> events_{0};
+  std::atomic<std::uint64_t> aggregates_{0};
+  std::atomic<std::uint64_t> receive_errors_{0};
+  std::array<std::atomic<std::uint64_t>, proto::kDecodeErrorCount> malformed_{};
+
+  mutable std::mutex senders_mutex_;
+  std::unordered_map<std::uint64_t, Sender> senders_;  // guarded by senders_mutex_
+  SequenceCounters forgotten_;                         // guarded: counters of evicted senders
+  std::uint64_t senders_forgotten_ = 0;                // guarded
+  std::uint64_t tick_ = 0;                             // guarded
+
+  // Receive thread only.
+  std::int64_t last_malformed_log_ns_ = 0;
+  std::uint64_t unlogged_malformed_ = 0;
+
+  std::atomic<bool> http_done_{false};
+  bool started_ = false;
+  bool shut_down_ = false;
+  std::thread receive_thread_;
+  std::thread http_thread_;
+};
+
+}  // namespace shmstats::tools::recv
