@@ -8,7 +8,6 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
   netcat-openbsd curl procps
-  prometheus nodejs npm
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,6 +26,16 @@ peers="$(cd "$(dirname "$0")/../.." && pwd)/shared/peers"
 if [ -f "$peers/install.sh" ]; then
   bash "$peers/install.sh"
 else
-  echo "note: $peers not found; the e2e tests that need the real StatsD daemon will fail" >&2
+  # Without the peers directory: at least promtool (Debian's prometheus); node only if absent
+  # (a Node.js that bundles npm conflicts with Debian's npm package).
+  extra=()
+  command -v promtool >/dev/null || extra+=(prometheus)
+  command -v node >/dev/null || extra+=(nodejs npm)
+  if [ ${#extra[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+  fi
+  echo "note: $peers not found; the end-to-end test against the real StatsD daemon will fail" >&2
 fi
 echo "dependencies installed"
