@@ -148,6 +148,12 @@ void render_segment(const json& s, std::string& out) {
       s.at("ring_capacity").get<std::uint64_t>(), s.at("series_count").get<std::uint64_t>(),
       s.at("pushed").get<std::uint64_t>(), s.at("folded").get<std::uint64_t>(),
       drops_text(s.at("dropped")));
+  const json& l = s.at("ledger");
+  out += fmt::format(
+      "  ledger: pushed {} = drained {} + folded {} + dropped {} + waiting {}  (unaccounted {})\n",
+      l.at("pushed").get<std::uint64_t>(), l.at("drained").get<std::uint64_t>(),
+      l.at("folded").get<std::uint64_t>(), l.at("dropped").get<std::uint64_t>(),
+      l.at("waiting").get<std::uint64_t>(), l.at("unaccounted").get<std::int64_t>());
   const json& c = s.at("segment_counters");
   std::string rejected;
   for (const auto& [reason, count] : c.at("series_rejected").items()) {
@@ -227,11 +233,22 @@ json segment_json(const shm::Segment& segment, bool with_series, std::uint64_t n
   std::uint64_t folded = counters.folded_no_ring;
   std::array<std::uint64_t, shm::kDropReasonCount> dropped = counters.dropped;
   std::uint32_t rings_in_use = 0;
+  // The ring-side ledger: pushed = drained + folded + dropped + waiting, where drained is what a
+  // consumer took (head, less the events drop-oldest discarded, which count as dropped).
+  std::uint64_t ledger_drained = 0;
+  std::uint64_t ledger_folded = 0;
+  std::uint64_t ledger_dropped = 0;
+  std::uint64_t ledger_waiting = 0;
   json rings = json::array();
   for (std::uint32_t i = 0; i < g.ring_count; ++i) {
     const shm::RingStats r = segment.ring_stats(i);
     pushed += r.pushed;
     folded += r.folded;
+    ledger_drained +=
+        r.head - r.dropped[static_cast<std::size_t>(shm::DropReason::kOldestOverwritten)];
+    ledger_folded += r.folded;
+    ledger_dropped += r.dropped_total();
+    ledger_waiting += r.fill();
     for (std::size_t d = 0; d < dropped.size(); ++d) dropped[d] += r.dropped[d];
     if (r.state == shm::RingState::kOwned) ++rings_in_use;
     // A ring never claimed has nothing to show; retired rings may still hold events.
@@ -251,6 +268,15 @@ json segment_json(const shm::Segment& segment, bool with_series, std::uint64_t n
   s["folded"] = folded;
   s["dropped"] = drops_json(dropped);
   s["rings"] = std::move(rings);
+  // A snapshot of a live producer may be a few pushes ahead (counted before they land).
+  s["ledger"] = {{"pushed", pushed},
+                 {"drained", ledger_drained},
+                 {"folded", ledger_folded},
+                 {"dropped", ledger_dropped},
+                 {"waiting", ledger_waiting},
+                 {"unaccounted", static_cast<std::int64_t>(pushed) -
+                                     static_cast<std::int64_t>(ledger_drained + ledger_folded +
+                                                               ledger_dropped + ledger_waiting)}};
 
   json rejected = json::object();
   for (std::size_t i = 0; i < counters.series_rejected.size(); ++i) {

@@ -155,6 +155,13 @@ TEST(ShmDumpTest, JsonReportsLiveProducerSegmentFieldByField) {
   EXPECT_EQ(dropped_total(s.at("dropped")), 0U) << s.at("dropped").dump();
   EXPECT_EQ(dropped_total(s.at("dropped")), field(done, "dropped"));
   EXPECT_EQ(s.at("dropped").size(), shm::kDropReasonCount);
+  // Nothing drained yet: every push is folded or still waiting, and the ledger closes.
+  const json& ledger = s.at("ledger");
+  EXPECT_EQ(ledger.at("pushed"), kThreads * kEventsPerThread);
+  EXPECT_EQ(ledger.at("drained"), 0U);
+  EXPECT_EQ(ledger.at("folded"), kThreads * kOverflowPerThread);
+  EXPECT_EQ(ledger.at("waiting"), kThreads * (kEventsPerThread - kOverflowPerThread));
+  EXPECT_EQ(ledger.at("unaccounted"), 0) << ledger.dump();
   ASSERT_EQ(s.at("rings").size(), static_cast<std::size_t>(kThreads)) << s.at("rings").dump();
   for (const auto& r : s.at("rings")) {
     EXPECT_EQ(r.at("state"), "retired") << r.dump();
@@ -208,6 +215,11 @@ TEST(ShmDumpTest, JsonReportsDeadProducerSegmentFieldByField) {
   EXPECT_EQ(dropped_total(s.at("dropped")), kThreads * kOverflowPerThread)
       << s.at("dropped").dump();
   EXPECT_EQ(dropped_total(s.at("dropped")), field(done, "dropped"));
+  // Discarded oldest events count as dropped, not drained; the ledger still closes.
+  EXPECT_EQ(s.at("ledger").at("drained"), 0U) << s.at("ledger").dump();
+  EXPECT_EQ(s.at("ledger").at("dropped"), kThreads * kOverflowPerThread);
+  EXPECT_EQ(s.at("ledger").at("waiting"), kThreads * kRingCapacity);
+  EXPECT_EQ(s.at("ledger").at("unaccounted"), 0) << s.at("ledger").dump();
   ASSERT_EQ(s.at("rings").size(), static_cast<std::size_t>(kThreads)) << s.at("rings").dump();
   for (const auto& r : s.at("rings")) {
     EXPECT_EQ(r.at("fill"), kRingCapacity) << r.dump();
