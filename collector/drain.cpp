@@ -13,6 +13,7 @@ namespace {
 std::uint64_t monotonic_ns() { return shm::clock_ns(CLOCK_MONOTONIC); }
 // A segment still short or without its magic after this long is quarantined.
 constexpr auto kNotReadyGrace = std::chrono::seconds(5);
+constexpr auto kHousekeepingInterval = std::chrono::milliseconds(50);
 }  // namespace
 
 DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters)
@@ -180,7 +181,14 @@ bool DrainLoop::exporters_have_room() const noexcept {
 }
 
 std::size_t DrainLoop::step(bool shutting_down) {
-  discover();
+  // Discovery and reclaim make system calls (inotify read, kill(pid, 0), /proc): every round
+  // would waste them under load, so they run every housekeeping interval.
+  const auto started = Clock::now();
+  const bool housekeeping = shutting_down || started - last_housekeeping_ >= kHousekeepingInterval;
+  if (housekeeping) {
+    last_housekeeping_ = started;
+    discover();
+  }
   bool pressure = false;
   std::size_t drained = 0;
   if (exporters_have_room()) {
@@ -202,7 +210,7 @@ std::size_t DrainLoop::step(bool shutting_down) {
   } else if (aged) {
     flush(FlushReason::kAge);
   }
-  reclaim();
+  if (housekeeping) reclaim();
   refresh_stats(shutting_down);
   return drained;
 }

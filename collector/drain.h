@@ -109,7 +109,7 @@ class DrainLoop {
   std::chrono::steady_clock::time_point tokens_at_{};
   std::chrono::steady_clock::time_point batch_started_{};
   std::chrono::steady_clock::time_point last_stats_{};
-  std::chrono::steady_clock::time_point last_folds_{};
+  std::chrono::steady_clock::time_point last_housekeeping_{};
   DrainCounters counters_;
   mutable std::mutex stats_mutex_;
   std::vector<SourceStats> stats_;
