@@ -418,6 +418,16 @@ void BM_ClockRdtsc(benchmark::State& state) {
 }
 BENCHMARK(BM_ClockRdtsc);
 
+// The timestamp's share of a push: rdtsc timed like the pushes above (batches of kBatch, same
+// percentiles), so its p50 can be set against BM_ProducerCounterPush's.
+void BM_ClockRdtscBatched(benchmark::State& state) {
+  run_timed_batches(state, []() noexcept {
+    benchmark::DoNotOptimize(__rdtsc());
+    return true;
+  });
+}
+BENCHMARK(BM_ClockRdtscBatched)->UseRealTime();
+
 void clock_bench(benchmark::State& state, clockid_t id) {
   for (auto _ : state) benchmark::DoNotOptimize(shm::clock_ns(id));
   report_resolution(state, id);

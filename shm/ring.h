@@ -3,7 +3,8 @@
 // Concurrency
 //   RingWriter: exactly one producer thread at a time (the thread that claimed the ring).
 //   RingReader: exactly one consumer at a time (the collector's drain thread, or a test reader).
-//   A successful try_push/push_overwrite makes the event visible to the next RingReader::poll.
+//   A successful try_push/try_push_cached/push_overwrite makes the event visible to the next
+//   RingReader::poll.
 //   A successful poll has consumed the events: the producer may reuse their slots afterwards.
 //   stats readers (shm-dump) only load: their snapshot may be stale but never torn per counter.
 //
@@ -23,10 +24,17 @@
 //   4. consumer CAS head 1->4 succeeds: the producer had not passed position 1, so B..D were
 //      intact when copied (it overwrites position p only after head > p).
 // Slot words are accessed through relaxed atomic_ref so that this benign race is defined.
+//
+// Cost (BENCHMARKS.md): a push is composed in registers and written as four 64-bit stores, then
+// tail. The slot words are built from the event's fields because GCC 12 neither unrolls a loop of
+// atomic_ref stores nor keeps a bit_cast Event out of the stack. try_push_with/try_push_cached
+// build the event only once there is room, so a push into a full ring never reads the clock.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -37,26 +45,51 @@ namespace shmstats::shm {
 
 namespace detail {
 
-inline void store_slot(Event* slot, const Event& ev) noexcept {
-  std::uint64_t words[4];
-  std::memcpy(words, &ev, sizeof(words));
-  auto* dst = reinterpret_cast<std::uint64_t*>(slot);
-  for (int i = 0; i < 4; ++i) {
-    // relaxed: ordering comes from the release store of tail that follows.
-    std::atomic_ref<std::uint64_t>(dst[i]).store(words[i], std::memory_order_relaxed);
+// An Event as the four 64-bit words of its slot, in slot order.
+struct SlotWords {
+  std::uint64_t word[4];
+};
+static_assert(sizeof(SlotWords) == sizeof(Event));
+static_assert(offsetof(Event, kind) == 4 && offsetof(Event, flags) == 5);
+static_assert(offsetof(Event, sample_rate) == 8 && offsetof(Event, reserved1) == 12);
+
+// The words of `ev`, composed from its fields: GCC 12 would copy a std::bit_cast of an Event that
+// lives in registers through the stack.
+constexpr SlotWords to_slot_words(const Event& ev) noexcept {
+  if constexpr (std::endian::native == std::endian::little) {
+    return SlotWords{{std::uint64_t{ev.series_id} | std::uint64_t{ev.kind} << 32 |
+                          std::uint64_t{ev.flags} << 40 | std::uint64_t{ev.reserved0} << 48,
+                      std::uint64_t{std::bit_cast<std::uint32_t>(ev.sample_rate)} |
+                          std::uint64_t{ev.reserved1} << 32,
+                      std::bit_cast<std::uint64_t>(ev.value), ev.ts}};
+  } else {
+    return std::bit_cast<SlotWords>(ev);
   }
 }
 
+// The words of an event with zero reserved fields.
+constexpr SlotWords make_slot_words(std::uint32_t series_id, std::uint8_t kind, std::uint8_t flags,
+                                    float sample_rate, double value, std::uint64_t ts) noexcept {
+  return to_slot_words(Event{series_id, kind, flags, 0, sample_rate, 0, value, ts});
+}
+
+inline void store_slot_words(Event* slot, const SlotWords& words) noexcept {
+  auto* dst = reinterpret_cast<std::uint64_t*>(slot);
+  // relaxed: ordering comes from the release store of tail that follows.
+  std::atomic_ref<std::uint64_t>(dst[0]).store(words.word[0], std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(dst[1]).store(words.word[1], std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(dst[2]).store(words.word[2], std::memory_order_relaxed);
+  std::atomic_ref<std::uint64_t>(dst[3]).store(words.word[3], std::memory_order_relaxed);
+}
+
 inline Event load_slot(Event* slot) noexcept {
-  std::uint64_t words[4];
   auto* src = reinterpret_cast<std::uint64_t*>(slot);
-  for (int i = 0; i < 4; ++i) {
-    // relaxed: ordering comes from the acquire load of tail that precedes.
-    words[i] = std::atomic_ref<std::uint64_t>(src[i]).load(std::memory_order_relaxed);
-  }
-  Event ev;
-  std::memcpy(&ev, words, sizeof(ev));
-  return ev;
+  // relaxed: ordering comes from the acquire load of tail that precedes.
+  const SlotWords words{{std::atomic_ref<std::uint64_t>(src[0]).load(std::memory_order_relaxed),
+                         std::atomic_ref<std::uint64_t>(src[1]).load(std::memory_order_relaxed),
+                         std::atomic_ref<std::uint64_t>(src[2]).load(std::memory_order_relaxed),
+                         std::atomic_ref<std::uint64_t>(src[3]).load(std::memory_order_relaxed)}};
+  return std::bit_cast<Event>(words);
 }
 
 // Raises `target` to at least `value`.
@@ -80,20 +113,31 @@ class RingWriter {
 
   // Appends `ev` if fewer than `max_fill` (<= capacity) events wait in the ring. Never blocks.
   [[nodiscard]] bool try_push(const Event& ev, std::uint64_t max_fill) noexcept {
+    return try_push_with(max_fill, [&ev]() noexcept { return detail::to_slot_words(ev); });
+  }
+
+  // try_push for an event given as `make_words()` (returning detail::SlotWords), which is called
+  // only if the event goes in: a push into a full ring does not build it (or read the clock).
+  template <class MakeWords>
+  [[nodiscard]] bool try_push_with(std::uint64_t max_fill, MakeWords&& make_words) noexcept {
     RingHeader& h = *header_;
     // relaxed: only this thread writes tail.
     const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
-    if (tail - h.cached_head >= max_fill) {
-      // acquire: pairs with the consumer's release CAS of head in RingReader::poll, so its
-      // copies of the slots we are about to reuse are complete.
-      h.cached_head = h.head.load(std::memory_order_acquire);
-      const std::uint64_t fill = tail - h.cached_head;
-      detail::fetch_max(h.high_water, fill);
-      if (fill >= max_fill) return false;
-    }
-    detail::store_slot(&slots_[tail & mask_], ev);
-    // release: makes the slot's bytes visible; pairs with the acquire of tail in RingReader::poll.
-    h.tail.store(tail + 1, std::memory_order_release);
+    if (tail - h.cached_head >= max_fill && !refresh_has_room(tail, max_fill)) return false;
+    publish(h, tail, make_words());
+    return true;
+  }
+
+  // The producer's fast path: try_push_with, but judged by the cached head alone, so it reads
+  // only producer-owned lines. False (nothing written, make_words not called) means the ring may
+  // be full: the caller decides with try_push/try_push_with/push_overwrite, which read head.
+  template <class MakeWords>
+  [[nodiscard]] bool try_push_cached(std::uint64_t max_fill, MakeWords&& make_words) noexcept {
+    RingHeader& h = *header_;
+    // relaxed: only this thread writes tail.
+    const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
+    if (tail - h.cached_head >= max_fill) return false;
+    publish(h, tail, make_words());
     return true;
   }
 
@@ -104,7 +148,7 @@ class RingWriter {
     const std::uint64_t tail = h.tail.load(std::memory_order_relaxed);
     bool discarded = false;
     if (tail - h.cached_head >= capacity_) {
-      // acquire: as in try_push.
+      // acquire: as in refresh_has_room.
       std::uint64_t head = h.head.load(std::memory_order_acquire);
       while (tail - head >= capacity_) {
         // acq_rel: we take position `head` away from the consumer; its failed CAS will tell it
@@ -119,9 +163,7 @@ class RingWriter {
       h.cached_head = head;
       if (discarded) detail::fetch_max(h.high_water, capacity_);
     }
-    detail::store_slot(&slots_[tail & mask_], ev);
-    // release: as in try_push.
-    h.tail.store(tail + 1, std::memory_order_release);
+    publish(h, tail, detail::to_slot_words(ev));
     return discarded;
   }
 
@@ -138,6 +180,24 @@ class RingWriter {
   }
 
  private:
+  // The cached head says `max_fill` or more events wait: look at the consumer's head.
+  bool refresh_has_room(std::uint64_t tail, std::uint64_t max_fill) noexcept {
+    RingHeader& h = *header_;
+    // acquire: pairs with the consumer's release CAS of head in RingReader::poll, so its copies
+    // of the slots we are about to reuse are complete.
+    h.cached_head = h.head.load(std::memory_order_acquire);
+    const std::uint64_t fill = tail - h.cached_head;
+    detail::fetch_max(h.high_water, fill);
+    return fill < max_fill;
+  }
+
+  // `h` is *header_, passed in so that it is not reloaded after the slot's atomic stores.
+  void publish(RingHeader& h, std::uint64_t tail, const detail::SlotWords& words) noexcept {
+    detail::store_slot_words(&slots_[tail & mask_], words);
+    // release: makes the slot's bytes visible; pairs with the acquire of tail in RingReader::poll.
+    h.tail.store(tail + 1, std::memory_order_release);
+  }
+
   RingHeader* header_ = nullptr;
   Event* slots_ = nullptr;
   std::uint32_t capacity_ = 0;

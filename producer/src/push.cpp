@@ -1,9 +1,16 @@
-// The push path. Everything reached from push() before the [[unlikely]] branches is the hot path:
-// no allocation, lock, system call or exception. Binding a thread to a ring is the cold path of a
-// thread's first push (one gettid system call).
+// The push path. Everything reached from push() is the hot path: no allocation, lock, system call
+// or exception. Binding a thread to a ring is the cold path of a thread's first push (one gettid
+// system call).
+//
+// Cost: push() runs about 50 instructions for an event that fits (BENCHMARKS.md). That case is a
+// straight line: the ring has room by the cached head -> read the clock, write the slot's four
+// words, publish tail. Anything else (a ring that looks full, a strategy that must decide, a
+// thread without a ring) leaves the line by a tail call to an out-of-line function, so the fast
+// path needs no stack frame and no callee-saved register.
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -17,7 +24,13 @@ namespace {
 using shm::DropReason;
 using shm::Overflow;
 
-thread_local std::array<ThreadRing, kThreadBindings> t_rings{};
+// initial-exec: the library is position-independent code, for which GCC reaches a thread_local
+// through a __tls_get_addr call. The linker turns that call into a %fs access when it links an
+// executable, but too late: push() was compiled around a call, with its arguments kept in
+// callee-saved registers and a stack frame. Initial-exec compiles to a %fs access. Its cost: a
+// shared object containing this library and loaded with dlopen takes these 224 bytes from
+// glibc's static TLS reserve (dlopen fails if the reserve is used up).
+[[gnu::tls_model("initial-exec")]] thread_local std::array<ThreadRing, kThreadBindings> t_rings{};
 thread_local pid_t t_tid = 0;
 
 // Retires the calling thread's rings when it exits. Constructed on the thread's first binding
@@ -118,12 +131,99 @@ bool try_claim(ClientState& st, ThreadRing& tr) noexcept {
 
 constexpr std::uint32_t kNoRingRetryPushes = 4096;
 
-bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std::uint8_t kind,
-                  double value) noexcept;
+std::uint8_t resolve_overflow(const ClientState& st, const HandleData& h,
+                              std::uint8_t kind) noexcept {
+  return h.overflow != 0 ? h.overflow : st.overflow_for_kind[kind];
+}
+
+// The ring cannot take the event without a decision, by the cached head: it looks full, or a
+// normal event reached the part of the ring its strategy treats differently. Decides with the
+// consumer's head, as the strategy says. `pushed` was counted by the caller.
+[[gnu::noinline]] bool push_decide(ClientState& st, ThreadRing& tr, const HandleData& h,
+                                   std::uint8_t kind, double value,
+                                   std::uint8_t overflow) noexcept {
+  shm::RingHeader& ring = *tr.writer.header();
+  const bool high = (h.flags & shm::kEventFlagHighPriority) != 0;
+  float sample_rate = 1.0F;
+  // Called only if the event goes in, so dropping or folding does not read the clock.
+  const auto make_words = [&]() noexcept {
+    return shm::detail::make_slot_words(h.series_id, kind, h.flags, sample_rate, value,
+                                        shm::now_ticks());
+  };
+  DropReason reason = DropReason::kRingFull;
+  switch (static_cast<Overflow>(overflow)) {
+    case Overflow::kDropOldest:
+      if (tr.writer.push_overwrite(
+              shm::Event{h.series_id, kind, h.flags, 0, 1.0F, 0, value, shm::now_ticks()})) {
+        bump(ring.dropped[static_cast<int>(DropReason::kOldestOverwritten)]);
+      }
+      return true;
+    case Overflow::kPriority:
+      if (tr.writer.try_push_with(high ? st.ring_capacity : st.priority_limit, make_words)) {
+        return true;
+      }
+      reason = high ? DropReason::kRingFull : DropReason::kPriorityShed;
+      break;
+    case Overflow::kSampled:
+      if (!high && tr.writer.fill_upper_bound() > st.sample_threshold &&
+          tr.writer.refresh_fill() > st.sample_threshold) {
+        // Keep each normal event with probability 1/N and carry the rate, so a downstream sum
+        // of value / sample_rate stays unbiased.
+        if (xorshift(ring.rng_state) % st.keep_one_in != 0) {
+          reason = DropReason::kSampledOut;
+          break;
+        }
+        sample_rate = st.sample_rate;
+      }
+      if (tr.writer.try_push_with(st.ring_capacity, make_words)) return true;
+      break;
+    case Overflow::kFold:
+      if (tr.writer.try_push_with(st.ring_capacity, make_words)) return true;
+      if (can_fold(kind)) {
+        fold(st.segment->series_entry(h.series_id), kind, value);
+        bump(ring.folded);
+        return true;
+      }
+      break;
+    case Overflow::kDefault:
+    case Overflow::kDropNewest:
+    default:
+      if (tr.writer.try_push_with(st.ring_capacity, make_words)) return true;
+      break;
+  }
+  bump(ring.dropped[static_cast<int>(reason)]);
+  return false;
+}
+
+// A push by a thread bound to a ring. The fast path takes events that fit below `room` by the
+// cached head; `room` never exceeds the limit the strategy applies in push_decide, so an event
+// the fast path takes is one push_decide would have pushed the same way, and every other event
+// gets push_decide's full decision.
+inline bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std::uint8_t kind,
+                         double value) noexcept {
+  bump(tr.writer.header()->pushed);
+  const std::uint8_t overflow = resolve_overflow(st, h, kind);
+  std::uint64_t room = tr.writer.capacity();
+  if ((overflow == static_cast<std::uint8_t>(Overflow::kPriority) ||
+       overflow == static_cast<std::uint8_t>(Overflow::kSampled)) &&
+      (h.flags & shm::kEventFlagHighPriority) == 0) [[unlikely]] {
+    // Normal events stay below the priority reserve, or at most at the sampling threshold.
+    room = overflow == static_cast<std::uint8_t>(Overflow::kPriority)
+               ? st.priority_limit
+               : std::min<std::uint64_t>(st.sample_threshold + 1, st.ring_capacity);
+  }
+  if (tr.writer.try_push_cached(room, [&]() noexcept {
+        return shm::detail::make_slot_words(h.series_id, kind, h.flags, 1.0F, value,
+                                            shm::now_ticks());
+      })) [[likely]] {
+    return true;
+  }
+  return push_decide(st, tr, h, kind, value, overflow);
+}
 
 // A thread without a ring: fold (exact totals) or count the drop; retry a claim now and then.
-bool push_without_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std::uint8_t kind,
-                       double value) noexcept {
+[[gnu::noinline]] bool push_without_ring(ClientState& st, ThreadRing& tr, const HandleData& h,
+                                         std::uint8_t kind, double value) noexcept {
   if (--tr.retry_countdown == 0) {
     tr.retry_countdown = kNoRingRetryPushes;
     if (try_claim(st, tr)) return push_to_ring(st, tr, h, kind, value);
@@ -139,7 +239,8 @@ bool push_without_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std
 
 // Cold: the calling thread has no binding for this client (first push, another client, a forked
 // child, or a client re-created under the same address).
-bool push_unbound(ClientState& st, const HandleData& h, std::uint8_t kind, double value) noexcept {
+[[gnu::noinline, gnu::cold]] bool push_unbound(ClientState& st, const HandleData& h,
+                                               std::uint8_t kind, double value) noexcept {
   if (st.owner_pid != ::getpid() && !recreate_after_fork(st)) {
     return false;
   }
@@ -163,55 +264,6 @@ bool push_unbound(ClientState& st, const HandleData& h, std::uint8_t kind, doubl
   tr.retry_countdown = kNoRingRetryPushes;
   try_claim(st, tr);
   return push(h, kind, value);
-}
-
-bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, std::uint8_t kind,
-                  double value) noexcept {
-  shm::RingHeader& ring = *tr.writer.header();
-  bump(ring.pushed);
-  shm::Event ev{h.series_id, kind, h.flags, 0, 1.0F, 0, value, shm::now_ticks()};
-  const auto overflow =
-      static_cast<Overflow>(h.overflow != 0 ? h.overflow : st.overflow_for_kind[kind]);
-  const bool high = (h.flags & shm::kEventFlagHighPriority) != 0;
-  DropReason reason = DropReason::kRingFull;
-  switch (overflow) {
-    case Overflow::kDropOldest:
-      if (tr.writer.push_overwrite(ev))
-        bump(ring.dropped[static_cast<int>(DropReason::kOldestOverwritten)]);
-      return true;
-    case Overflow::kPriority:
-      if (tr.writer.try_push(ev, high ? st.ring_capacity : st.priority_limit)) return true;
-      reason = high ? DropReason::kRingFull : DropReason::kPriorityShed;
-      break;
-    case Overflow::kSampled:
-      if (!high && tr.writer.fill_upper_bound() > st.sample_threshold &&
-          tr.writer.refresh_fill() > st.sample_threshold) {
-        // Keep each normal event with probability 1/N and carry the rate, so a downstream sum
-        // of value / sample_rate stays unbiased.
-        if (xorshift(ring.rng_state) % st.keep_one_in != 0) {
-          reason = DropReason::kSampledOut;
-          break;
-        }
-        ev.sample_rate = st.sample_rate;
-      }
-      if (tr.writer.try_push(ev, st.ring_capacity)) return true;
-      break;
-    case Overflow::kFold:
-      if (tr.writer.try_push(ev, st.ring_capacity)) return true;
-      if (can_fold(kind)) {
-        fold(st.segment->series_entry(h.series_id), kind, value);
-        bump(ring.folded);
-        return true;
-      }
-      break;
-    case Overflow::kDefault:
-    case Overflow::kDropNewest:
-    default:
-      if (tr.writer.try_push(ev, st.ring_capacity)) return true;
-      break;
-  }
-  bump(ring.dropped[static_cast<int>(reason)]);
-  return false;
 }
 
 }  // namespace

@@ -144,6 +144,60 @@ TEST(RingTest, OverwriteDiscardsOldestWhenFull) {
     EXPECT_EQ(out[i].value, static_cast<double>(i + kExtra));
 }
 
+TEST(RingTest, SlotWordsRoundTripEveryEventField) {
+  Event ev{};
+  ev.series_id = 0xA1B2C3D4;
+  ev.kind = static_cast<std::uint8_t>(Kind::kGaugeDelta);
+  ev.flags = kEventFlagHighPriority;
+  ev.sample_rate = 0.25F;
+  ev.value = -1234.5;
+  ev.ts = 0x0123456789ABCDEFULL;
+  const detail::SlotWords words = detail::to_slot_words(ev);
+  Event back{};
+  std::memcpy(&back, words.word, sizeof(back));
+  EXPECT_EQ(back.series_id, ev.series_id);
+  EXPECT_EQ(back.kind, ev.kind);
+  EXPECT_EQ(back.flags, ev.flags);
+  EXPECT_EQ(back.sample_rate, ev.sample_rate);
+  EXPECT_EQ(back.value, ev.value);
+  EXPECT_EQ(back.ts, ev.ts);
+  const detail::SlotWords made =
+      detail::make_slot_words(ev.series_id, ev.kind, ev.flags, ev.sample_rate, ev.value, ev.ts);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(made.word[i], words.word[i]) << "word " << i;
+}
+
+TEST(RingTest, PushWithBuildsTheEventOnlyWhenItGoesIn) {
+  LocalRing ring(kCapacity);
+  auto sut = ring.writer();
+  int built = 0;
+  auto make = [&]() noexcept {
+    ++built;
+    return detail::to_slot_words(event_with(static_cast<std::uint64_t>(built)));
+  };
+  for (std::uint32_t i = 0; i < kCapacity; ++i) ASSERT_TRUE(sut.try_push_with(kCapacity, make));
+  EXPECT_FALSE(sut.try_push_with(kCapacity, make));
+  EXPECT_EQ(built, static_cast<int>(kCapacity)) << "a full ring must not build (or time) the event";
+  auto reader = ring.reader();
+  std::vector<Event> out(kCapacity);
+  ASSERT_EQ(reader.poll(out).count, kCapacity);
+  EXPECT_EQ(out[0].value, 1.0);
+  EXPECT_EQ(out[kCapacity - 1].value, static_cast<double>(kCapacity));
+}
+
+TEST(RingTest, PushCachedRefusesOnStaleHeadUntilAFullCheckRefreshesIt) {
+  LocalRing ring(kCapacity);
+  auto sut = ring.writer();
+  auto make = [] { return detail::to_slot_words(event_with(7)); };
+  for (std::uint32_t i = 0; i < kCapacity; ++i) ASSERT_TRUE(sut.try_push_cached(kCapacity, make));
+  auto reader = ring.reader();
+  std::vector<Event> out(2);
+  ASSERT_EQ(reader.poll(out).count, 2U);  // two slots free, but the cached head does not know
+  EXPECT_FALSE(sut.try_push_cached(kCapacity, make));
+  EXPECT_TRUE(sut.try_push_with(kCapacity, make)) << "the checked path reads head and finds room";
+  EXPECT_TRUE(sut.try_push_cached(kCapacity, make)) << "and the refreshed cache now knows";
+  EXPECT_FALSE(sut.try_push_cached(kCapacity, make));
+}
+
 TEST(RingTest, PollReportsCorruptWhenIndicesBreakInvariant) {
   LocalRing ring(kCapacity);
   ring.header().head.store(0);
