@@ -16,11 +16,6 @@ constexpr std::int64_t kNsPerSecond = 1'000'000'000;
 constexpr std::int64_t kSecondsPerDay = 86'400;
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD in UTF-8
 
-// Floor division: the remainder has the sign of the divisor, so times before 1970 work too.
-constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) {
-  return a / b - ((a % b != 0 && (a % b < 0) != (b < 0)) ? 1 : 0);
-}
-
 // Length of the valid UTF-8 sequence at the start of `s` (RFC 3629: no overlongs, no surrogates,
 // nothing above U+10FFFF), or 0 if it is not one.
 std::size_t utf8_sequence_length(std::string_view s) {
@@ -56,10 +51,19 @@ void append_number(std::string& out, T value) {
 }  // namespace
 
 void append_rfc3339_ns(std::string& out, std::int64_t unix_ns) {
-  const std::int64_t seconds = floor_div(unix_ns, kNsPerSecond);
-  const std::int64_t fraction_ns = unix_ns - seconds * kNsPerSecond;
-  const std::int64_t days = floor_div(seconds, kSecondsPerDay);
-  const std::int64_t second_of_day = seconds - days * kSecondsPerDay;
+  // Quotient and remainder rather than `x - q * d`: the product overflows at the int64 extremes.
+  std::int64_t seconds = unix_ns / kNsPerSecond;
+  std::int64_t fraction_ns = unix_ns % kNsPerSecond;
+  if (fraction_ns < 0) {
+    fraction_ns += kNsPerSecond;
+    --seconds;
+  }
+  std::int64_t days = seconds / kSecondsPerDay;
+  std::int64_t second_of_day = seconds % kSecondsPerDay;
+  if (second_of_day < 0) {
+    second_of_day += kSecondsPerDay;
+    --days;
+  }
   const std::chrono::year_month_day date{
       std::chrono::sys_days{std::chrono::days{static_cast<std::chrono::days::rep>(days)}}};
   fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
