@@ -26,15 +26,6 @@ constexpr int kEventsPerThread = 20'000;
 constexpr int kEventsPerThread = 250'000;
 #endif
 
-// The number after "name=" in a "k=v k=v" line, or all ones if absent.
-std::uint64_t field(const std::string& line, const std::string& name) {
-  const std::string key = name + "=";
-  std::size_t at = line.find(key);
-  while (at != std::string::npos && at != 0 && line[at - 1] != ' ') at = line.find(key, at + 1);
-  if (at == std::string::npos) return ~std::uint64_t{0};
-  return std::strtoull(line.c_str() + at + key.size(), nullptr, 10);
-}
-
 // A producer process with 4 threads pushes known sequences; a separate reader process drains and
 // checks each value arrives exactly once and in order per thread; the counts close.
 TEST(MultiProcessTest, FourThreadProducerDeliversEachValueOnceToReaderProcess) {
@@ -53,12 +44,13 @@ TEST(MultiProcessTest, FourThreadProducerDeliversEachValueOnceToReaderProcess) {
   ASSERT_FALSE(done.empty()) << "producer did not finish";
   const std::string result = reader.read_all(true);
   ASSERT_EQ(reader.wait(30s), 0) << result;
-  const std::uint64_t consumed = field(result, "consumed");
+  const std::uint64_t consumed = testing::line_field(result, "consumed");
   EXPECT_EQ(consumed, static_cast<std::uint64_t>(kThreads) * kEventsPerThread) << result;
-  EXPECT_EQ(field(done, "failures"), 0U) << done;
-  EXPECT_EQ(field(done, "folded"), 0U) << done;
+  EXPECT_EQ(testing::line_field(done, "failures"), 0U) << done;
+  EXPECT_EQ(testing::line_field(done, "folded"), 0U) << done;
   // Every push attempt is accounted for: consumed, or refused (and retried) as ring_full.
-  EXPECT_EQ(field(done, "pushed"), consumed + field(done, "dropped")) << done;
+  EXPECT_EQ(testing::line_field(done, "pushed"), consumed + testing::line_field(done, "dropped"))
+      << done;
   producer.kill(SIGTERM);
   EXPECT_EQ(producer.wait(10s), 128 + SIGTERM);
 }

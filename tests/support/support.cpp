@@ -151,6 +151,14 @@ int ChildProcess::wait(std::chrono::milliseconds timeout) {
   }
 }
 
+std::uint64_t line_field(const std::string& line, const std::string& name) {
+  const std::string key = name + "=";
+  std::size_t at = line.find(key);
+  while (at != std::string::npos && at != 0 && line[at - 1] != ' ') at = line.find(key, at + 1);
+  if (at == std::string::npos) return ~std::uint64_t{0};
+  return std::strtoull(line.c_str() + at + key.size(), nullptr, 10);
+}
+
 std::string helper_path() { return SHMSTATS_TEST_HELPER; }
 
 }  // namespace shmstats::testing

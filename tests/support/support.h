@@ -64,6 +64,9 @@ class ChildProcess {
   int status_ = -1;
 };
 
+// The number after "name=" in a "k=v k=v" line (the helper's report lines), or all ones if absent.
+std::uint64_t line_field(const std::string& line, const std::string& name);
+
 // Path of the helper binary (set by CMake as SHMSTATS_TEST_HELPER).
 std::string helper_path();
 

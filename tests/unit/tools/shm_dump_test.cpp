@@ -71,15 +71,6 @@ json parse(const std::string& text) {
   return doc.is_discarded() ? json() : doc;
 }
 
-// The number after "name=" in a helper's "k=v k=v" line, or all ones if absent.
-std::uint64_t field(const std::string& line, const std::string& name) {
-  const std::string key = name + "=";
-  std::size_t at = line.find(key);
-  while (at != std::string::npos && at != 0 && line[at - 1] != ' ') at = line.find(key, at + 1);
-  if (at == std::string::npos) return ~std::uint64_t{0};
-  return std::strtoull(line.c_str() + at + key.size(), nullptr, 10);
-}
-
 std::uint64_t dropped_total(const json& dropped) {
   std::uint64_t sum = 0;
   for (const auto& [reason, count] : dropped.items()) sum += count.get<std::uint64_t>();
@@ -149,11 +140,11 @@ TEST(ShmDumpTest, JsonReportsLiveProducerSegmentFieldByField) {
   // The pushing threads have exited, which retires their rings: none is owned any more.
   EXPECT_EQ(s.at("rings_in_use"), 0U);
   EXPECT_EQ(s.at("pushed"), kThreads * kEventsPerThread);
-  EXPECT_EQ(s.at("pushed"), field(done, "pushed"));
+  EXPECT_EQ(s.at("pushed"), shmstats::testing::line_field(done, "pushed"));
   EXPECT_EQ(s.at("folded"), kThreads * kOverflowPerThread);
-  EXPECT_EQ(s.at("folded"), field(done, "folded"));
+  EXPECT_EQ(s.at("folded"), shmstats::testing::line_field(done, "folded"));
   EXPECT_EQ(dropped_total(s.at("dropped")), 0U) << s.at("dropped").dump();
-  EXPECT_EQ(dropped_total(s.at("dropped")), field(done, "dropped"));
+  EXPECT_EQ(dropped_total(s.at("dropped")), shmstats::testing::line_field(done, "dropped"));
   EXPECT_EQ(s.at("dropped").size(), shm::kDropReasonCount);
   // Nothing drained yet: every push is folded or still waiting, and the ledger closes.
   const json& ledger = s.at("ledger");
@@ -208,13 +199,13 @@ TEST(ShmDumpTest, JsonReportsDeadProducerSegmentFieldByField) {
   EXPECT_EQ(s.at("state"), "active");
   EXPECT_EQ(s.at("rings_in_use"), 0U);
   EXPECT_EQ(s.at("pushed"), kThreads * kEventsPerThread);
-  EXPECT_EQ(s.at("pushed"), field(done, "pushed"));
+  EXPECT_EQ(s.at("pushed"), shmstats::testing::line_field(done, "pushed"));
   EXPECT_EQ(s.at("folded"), 0U);
-  EXPECT_EQ(s.at("folded"), field(done, "folded"));
+  EXPECT_EQ(s.at("folded"), shmstats::testing::line_field(done, "folded"));
   EXPECT_EQ(s.at("dropped").at("oldest_overwritten"), kThreads * kOverflowPerThread);
   EXPECT_EQ(dropped_total(s.at("dropped")), kThreads * kOverflowPerThread)
       << s.at("dropped").dump();
-  EXPECT_EQ(dropped_total(s.at("dropped")), field(done, "dropped"));
+  EXPECT_EQ(dropped_total(s.at("dropped")), shmstats::testing::line_field(done, "dropped"));
   // Discarded oldest events count as dropped, not drained; the ledger still closes.
   EXPECT_EQ(s.at("ledger").at("drained"), 0U) << s.at("ledger").dump();
   EXPECT_EQ(s.at("ledger").at("dropped"), kThreads * kOverflowPerThread);
