@@ -54,6 +54,12 @@ std::string format_endpoint(std::string_view host, std::uint16_t port) {
 
 std::string sender_hex(std::uint64_t id) { return fmt::format("{:016x}", id); }
 
+std::int64_t unix_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 std::int64_t monotonic_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -75,6 +81,9 @@ class Exposition {
     // Label values here are reason names and hex ids: nothing to escape.
     fmt::format_to(std::back_inserter(out_), "shmstats_recv_{}{{{}=\"{}\"}} {}\n", name, label,
                    label_value, value);
+  }
+  void sample_text(std::string_view name, std::string_view value) {
+    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{} {}\n", name, value);
   }
   void single(std::string_view name, std::string_view type, std::string_view help,
               std::uint64_t value) {
@@ -365,7 +374,16 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
   if (!accepted(verdict)) return;
   events_.fetch_add(datagram.events.size(), std::memory_order_relaxed);
   aggregates_.fetch_add(datagram.aggregates.size(), std::memory_order_relaxed);
+  std::uint64_t folded = 0;
+  for (const auto& a : datagram.aggregates) folded += a.count;
+  aggregated_values_.fetch_add(folded, std::memory_order_relaxed);
+  // One clock read per datagram: its events were decoded at the same moment.
+  const std::int64_t now = unix_now_ns();
+  for (const auto& e : datagram.events) latency_.record_ns(now - e.time_unix_ns);
   std::string text;
+  // A line is 200 to 300 bytes for typical series: one allocation instead of a dozen regrowths.
+  constexpr std::size_t kLineBytesEstimate = 256;
+  text.reserve((datagram.events.size() + datagram.aggregates.size()) * kLineBytesEstimate);
   const std::size_t lines = append_lines(text, datagram);
   if (lines > 0) (void)writer_.try_push(std::move(text), lines);  // a refusal is counted there
 }
@@ -430,6 +448,23 @@ std::string Receiver::metrics_text() const {
   out.single("events_total", "counter", "Events in accepted datagrams.", s.events);
   out.single("aggregates_total", "counter", "Aggregates (folded values) in accepted datagrams.",
              s.aggregates);
+  out.single("aggregated_values_total", "counter",
+             "Values the producers folded, summed over the aggregates of accepted datagrams.",
+             s.aggregated_values);
+  out.family("event_latency_seconds", "histogram",
+             "From an event's producer timestamp to its decoding here (events, not aggregates).");
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i + 1 < EventLatency::kBuckets; ++i) {
+    cumulative += latency_.bucket(i);
+    out.sample("event_latency_seconds_bucket", "le",
+               fmt::format("{}", static_cast<double>(EventLatency::upper_bound_ns(i)) * 1e-9),
+               cumulative);
+  }
+  cumulative += latency_.bucket(EventLatency::kBuckets - 1);
+  out.sample("event_latency_seconds_bucket", "le", "+Inf", cumulative);
+  out.sample_text("event_latency_seconds_sum",
+                  fmt::format("{}", static_cast<double>(latency_.sum_ns()) * 1e-9));
+  out.sample("event_latency_seconds_count", cumulative);
   out.family("malformed_total", "counter", "Datagrams rejected by the decoder, by reason.");
   for (std::size_t i = 0; i < proto::kDecodeErrorCount; ++i) {
     out.sample("malformed_total", "reason", proto::to_string(static_cast<proto::DecodeError>(i)),

@@ -31,6 +31,7 @@
 
 #include "proto/datagram.h"
 #include "shm/result.h"
+#include "tools/recv/latency.h"
 #include "tools/recv/sequence.h"
 #include "tools/recv/writer.h"
 
@@ -65,8 +66,9 @@ shm::Result<Endpoint> parse_endpoint(std::string_view text,
 struct ReceiverStats {
   std::uint64_t datagrams = 0;  // received, valid or not
   std::uint64_t bytes = 0;
-  std::uint64_t events = 0;      // in accepted datagrams
-  std::uint64_t aggregates = 0;  // in accepted datagrams
+  std::uint64_t events = 0;             // in accepted datagrams
+  std::uint64_t aggregates = 0;         // in accepted datagrams
+  std::uint64_t aggregated_values = 0;  // values the producers folded, summed over aggregates
   std::uint64_t receive_errors = 0;
   std::array<std::uint64_t, proto::kDecodeErrorCount> malformed{};  // by proto::DecodeError
   SequenceCounters sequence;  // every sender, forgotten ones included
@@ -100,6 +102,9 @@ class Receiver {
   ReceiverStats stats() const;
   // Prometheus text exposition format 0.0.4, every name prefixed shmstats_recv_.
   std::string metrics_text() const;
+  // Event time to decode time of every event in an accepted datagram (aggregates carry no event
+  // time and are not recorded).
+  const EventLatency& latency() const noexcept { return latency_; }
 
  private:
   struct Sender {
@@ -133,6 +138,8 @@ class Receiver {
   std::atomic<std::uint64_t> bytes_{0};
   std::atomic<std::uint64_t> events_{0};
   std::atomic<std::uint64_t> aggregates_{0};
+  std::atomic<std::uint64_t> aggregated_values_{0};
+  EventLatency latency_;
   std::atomic<std::uint64_t> receive_errors_{0};
   std::array<std::atomic<std::uint64_t>, proto::kDecodeErrorCount> malformed_{};
 

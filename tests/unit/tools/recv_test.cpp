@@ -537,6 +537,71 @@ TEST(ReceiverTest, MalformedDatagramsAreCountedByReason) {
   EXPECT_EQ(stats.writer.lines_written, 0U);
 }
 
+TEST(EventLatencyTest, BucketsTileTheRangeWithoutGapsOrOverlaps) {
+  // Every bound closes its own bucket and the next nanosecond opens the next one.
+  for (std::size_t i = 0; i + 1 < EventLatency::kBuckets; ++i) {
+    const std::int64_t bound = EventLatency::upper_bound_ns(i);
+    ASSERT_EQ(EventLatency::bucket_of(bound), i) << "bound " << bound;
+    ASSERT_EQ(EventLatency::bucket_of(bound + 1), i + 1) << "bound " << bound;
+  }
+  EXPECT_EQ(EventLatency::upper_bound_ns(EventLatency::kBuckets - 1), -1);
+}
+
+TEST(EventLatencyTest, BucketIsAtMostAQuarterWiderThanItsLowerBound) {
+  constexpr double kMaxRelativeWidth = 0.25;
+  for (std::size_t i = 2; i + 1 < EventLatency::kBuckets; ++i) {
+    const auto lower = static_cast<double>(EventLatency::upper_bound_ns(i - 1));
+    const auto upper = static_cast<double>(EventLatency::upper_bound_ns(i));
+    EXPECT_LE((upper - lower) / lower, kMaxRelativeWidth) << "bucket " << i;
+  }
+}
+
+TEST(EventLatencyTest, NegativeAndHugeLatenciesLandInTheEndBuckets) {
+  EventLatency sut;
+
+  sut.record_ns(-5);
+  sut.record_ns(std::numeric_limits<std::int64_t>::max());
+
+  EXPECT_EQ(sut.count(), 2U);
+  EXPECT_EQ(sut.bucket(0), 1U);
+  EXPECT_EQ(sut.bucket(EventLatency::kBuckets - 1), 1U);
+}
+
+TEST(ReceiverTest, RecordsLatencyOfEveryEventAndCountsFoldedValues) {
+  TempDir dir;
+  auto created = Receiver::create(options_for(dir.file("o.jsonl")));
+  ASSERT_TRUE(created) << created.error().message;
+  auto sut = std::move(created).value();
+  auto encoder = make_encoder();
+  constexpr std::uint64_t kFolded = 12;
+  const proto::Aggregate folded{&kLatency, kFolded, 30.5, 1, 5, 2, kT0};
+  // Events stamped one second ago: each must be recorded near 1 s, within a bucket's width.
+  const std::int64_t second_ago = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count() -
+                                  1'000'000'000;
+  const std::vector<proto::Point> points = {
+      {&kRequests, shm::Kind::kCounter, 1.0, 1.0F, second_ago},
+      {&kRequests, shm::Kind::kCounter, 2.0, 1.0F, second_ago}};
+
+  sut->handle_datagram(bytes_of(encode_one(encoder, points, {folded})));
+  sut->shutdown();
+
+  const auto stats = sut->stats();
+  EXPECT_EQ(stats.aggregated_values, kFolded);
+  const EventLatency& latency = sut->latency();
+  EXPECT_EQ(latency.count(), points.size());  // aggregates carry no event time
+  const std::size_t one_second = EventLatency::bucket_of(1'000'000'000);
+  std::uint64_t near_one_second = 0;
+  for (std::size_t i = one_second; i <= one_second + 1; ++i) near_one_second += latency.bucket(i);
+  EXPECT_EQ(near_one_second, points.size());
+  const std::string text = sut->metrics_text();
+  EXPECT_NE(text.find("shmstats_recv_aggregated_values_total 12\n"), std::string::npos);
+  EXPECT_NE(text.find("shmstats_recv_event_latency_seconds_count 2\n"), std::string::npos);
+  EXPECT_NE(text.find("shmstats_recv_event_latency_seconds_bucket{le=\"+Inf\"} 2\n"),
+            std::string::npos);
+}
+
 TEST(ReceiverTest, LeastRecentSenderIsForgottenBeyondMaxSenders) {
   constexpr std::size_t kMaxSenders = 2;
   TempDir dir;
