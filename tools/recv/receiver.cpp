@@ -425,6 +425,7 @@ ReceiverStats Receiver::stats() const {
   s.bytes = bytes_.load(std::memory_order_relaxed);
   s.events = events_.load(std::memory_order_relaxed);
   s.aggregates = aggregates_.load(std::memory_order_relaxed);
+  s.aggregated_values = aggregated_values_.load(std::memory_order_relaxed);
   s.receive_errors = receive_errors_.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < malformed_.size(); ++i) {
     s.malformed[i] = malformed_[i].load(std::memory_order_relaxed);
