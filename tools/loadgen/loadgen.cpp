@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 
 #include "shm/segment.h"
 #include "shmstats/shmstats.h"
+#include "tools/loadgen/scenario.h"
 
 extern char** environ;
 
@@ -156,6 +158,34 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
       ->type_name("MS")
       ->check(CLI::Range(std::uint64_t{0}, kMaxHoldMs).description(""));
   app.add_option("--json-out", c.json_out, "Also write the final JSON to FILE")->type_name("FILE");
+  auto* scenario =
+      app.add_option("--scenario", c.scenario,
+                     "Run a load scenario against a real collector and receiver: baseline, high, "
+                     "stress, burst or segments (see --help of each in README.md)")
+          ->check(CLI::IsMember(scenario_names()));
+  app.add_option("--scale", c.scale, "With --scenario: multiply its duration by F (e.g. 0.05)")
+      ->type_name("F")
+      ->check(CLI::Range(0.001, 100.0).description(""))
+      ->needs(scenario);
+  app.add_option("--out-dir", c.out_dir,
+                 "With --scenario: where <name>.json, <name>.tsv, <name>.gp and <name>.png go")
+      ->type_name("DIR")
+      ->needs(scenario);
+  app.add_option("--collector", c.collector_bin, "With --scenario: the shmstats-collector binary")
+      ->type_name("PATH")
+      ->needs(scenario);
+  app.add_option("--recv", c.recv_bin, "With --scenario: the shmstats-recv binary")
+      ->type_name("PATH")
+      ->needs(scenario);
+  app.add_option("--recv-jsonl", c.recv_jsonl,
+                 "With --scenario: the receiver's JSON Lines output (default /dev/null)")
+      ->type_name("FILE")
+      ->needs(scenario);
+  app.add_option("--collector-arg", c.collector_args,
+                 "With --scenario: one more argument for the collector (repeatable)")
+      ->type_name("ARG")
+      ->allow_extra_args(false)
+      ->needs(scenario);
   app.add_flag("--worker", c.worker)->group("");
   app.add_option("--worker-index", c.worker_index)->group("")->check(CLI::NonNegativeNumber);
 
@@ -178,6 +208,22 @@ ParsedArgs parse_args(int argc, const char* const* argv) {
     return parsed;
   }
   if (c.events_per_thread > 0 && rate->count() == 0) c.rate = 0;
+  if (!c.scenario.empty()) {
+    if (c.events_per_thread > 0) {
+      parsed.exit_code = kExitBadArguments;
+      parsed.err = "shmstats-loadgen: --scenario runs for a duration; drop --events-per-thread";
+      return parsed;
+    }
+    // The scenario sets what the command line did not.
+    const ScenarioSpec& spec = *find_scenario(c.scenario);
+    const auto given = [&app](const char* name) { return app.get_option(name)->count() > 0; };
+    if (!given("--processes")) c.processes = spec.processes;
+    if (!given("--threads")) c.threads = spec.threads;
+    if (!given("--rate")) c.rate = spec.rate;
+    if (!given("--series")) c.series = spec.series;
+    if (!given("--duration")) c.duration_s = spec.duration_s;
+    c.duration_s = std::max(c.duration_s * c.scale, 0.2);
+  }
   return parsed;
 }
 
@@ -276,6 +322,7 @@ json report_json(const WorkerReport& r) {
           {"pid", r.pid},
           {"segment", r.segment},
           {"elapsed_s", r.elapsed_s},
+          {"push_s", r.push_s},
           {"series", std::move(series)},
           {"producer",
            {{"pushed", r.producer.pushed},
@@ -315,14 +362,16 @@ shm::Result<WorkerReport> parse_report(std::string_view text) {
     const json& pid = field(doc, "pid");
     const json& segment = field(doc, "segment");
     const json& elapsed = field(doc, "elapsed_s");
+    const json& push_s = field(doc, "push_s");
     if (!index.is_number_integer() || !pid.is_number_integer() || !segment.is_string() ||
-        !elapsed.is_number()) {
-      throw std::invalid_argument("index, pid, segment or elapsed_s has the wrong type");
+        !elapsed.is_number() || !push_s.is_number()) {
+      throw std::invalid_argument("index, pid, segment, elapsed_s or push_s has the wrong type");
     }
     r.index = index.get<int>();
     r.pid = pid.get<std::int64_t>();
     r.segment = segment.get<std::string>();
     r.elapsed_s = elapsed.get<double>();
+    r.push_s = push_s.get<double>();
     const json& series = field(doc, "series");
     if (!series.is_array()) throw std::invalid_argument("field \"series\" is not an array");
     for (const auto& s : series) {
@@ -370,6 +419,7 @@ shm::Result<Summary> merge(const std::vector<WorkerReport>& reports, std::size_t
                                     r->series.size(), series_count)};
     }
     for (std::size_t k = 0; k < series_count; ++k) s.series[k] += r->series[k];
+    s.push_s += r->push_s;
     s.producer.pushed += r->producer.pushed;
     s.producer.folded += r->producer.folded;
     s.producer.dropped += r->producer.dropped;
@@ -424,6 +474,7 @@ nlohmann::ordered_json summary_json(const Config& config, const Summary& summary
                            {"dropped", summary.producer.dropped}};
   doc["dropped_by_reason"] = std::move(dropped);
   doc["segments"] = summary.segments;
+  doc["producer_cpu"] = {{"push_seconds", summary.push_s}, {"cpu_seconds", summary.cpu_s}};
   return doc;
 }
 
@@ -506,7 +557,7 @@ struct alignas(64) ThreadProgress {
 // One pushing thread: round-robin over the series, the round-th push to a series carrying
 // value_tenths(kind, round) / 10. Tallies into `tallies` (this thread's own).
 void push_loop(const PushPlan& plan, std::vector<PushHandle> handles,
-               std::vector<SeriesTally>& tallies, ThreadProgress& progress) {
+               std::vector<SeriesTally>& tallies, ThreadProgress& progress, double& push_s) {
   const std::size_t series = handles.size();
   const std::uint64_t total = plan.events_per_series * series;  // 0: unbounded
   const bool paced = plan.rate > 0;
@@ -520,10 +571,14 @@ void push_loop(const PushPlan& plan, std::vector<PushHandle> handles,
   std::uint64_t pushed = 0;
   std::size_t k = 0;
   std::uint64_t round = 0;
+  // The time spent pushing (tallies included), without the pacing sleeps: the producer-side cost
+  // the load scenarios report. Two clock reads per batch of up to 1024 pushes.
+  Clock::duration busy{};
   for (;;) {
     if (g_stop.load(std::memory_order_relaxed)) break;
     if (total == 0 && Clock::now() >= plan.deadline) break;
     const std::uint64_t n = total == 0 ? batch : std::min(batch, total - pushed);
+    const auto batch_start = Clock::now();
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t tenths = value_tenths(handles[k].kind, round);
       SeriesTally& t = tallies[k];
@@ -540,6 +595,7 @@ void push_loop(const PushPlan& plan, std::vector<PushHandle> handles,
         ++round;
       }
     }
+    busy += Clock::now() - batch_start;
     pushed += n;
     // relaxed: a progress figure for display; the exact tallies are read after join().
     progress.pushed.store(pushed, std::memory_order_relaxed);
@@ -550,6 +606,7 @@ void push_loop(const PushPlan& plan, std::vector<PushHandle> handles,
       std::this_thread::sleep_until(next);
     }
   }
+  push_s = std::chrono::duration<double>(busy).count();
 }
 
 // Drops by reason, summed over the rings and the segment counters, read from the segment itself.
@@ -600,6 +657,7 @@ int run_worker_checked(const Config& config) {
 
   std::vector<std::vector<SeriesTally>> tallies(threads, std::vector<SeriesTally>(specs.size()));
   std::vector<ThreadProgress> progress(threads);
+  std::vector<double> push_s(threads, 0.0);
   std::mutex mutex;
   std::condition_variable all_done;
   std::size_t running = threads;
@@ -608,7 +666,7 @@ int run_worker_checked(const Config& config) {
     try {
       for (std::size_t t = 0; t < threads; ++t) {
         pushers.emplace_back([&, t] {
-          push_loop(plan, handles, tallies[t], progress[t]);
+          push_loop(plan, handles, tallies[t], progress[t], push_s[t]);
           const std::lock_guard lock(mutex);
           --running;
           all_done.notify_one();
@@ -634,6 +692,7 @@ int run_worker_checked(const Config& config) {
   report.pid = ::getpid();
   report.segment = client->segment_name();
   report.elapsed_s = elapsed;
+  for (const double s : push_s) report.push_s += s;
   report.series.resize(specs.size());
   for (const auto& per_thread : tallies) {
     for (std::size_t k = 0; k < specs.size(); ++k) report.series[k] += per_thread[k];
@@ -754,58 +813,70 @@ struct ProgressLine {
   Clock::time_point last_at;
   std::uint64_t last_pushed = 0;
 
-  void print(const std::vector<WorkerProcess>& workers, Clock::time_point now) {
-    std::uint64_t pushed = 0;
-    for (const auto& w : workers) {
-      if (!w.report) {
-        pushed += w.progress;
-        continue;
-      }
-      for (const auto& t : w.report->series) pushed += t.pushed;
-    }
+  void print(const WorkerProgress& progress, Clock::time_point now) {
     const double dt = std::chrono::duration<double>(now - last_at).count();
     std::fprintf(stderr, "shmstats-loadgen: %.1f s: pushed %llu, offered %.0f events/s\n",
                  std::chrono::duration<double>(now - start).count(),
-                 static_cast<unsigned long long>(pushed),
-                 dt > 0 ? static_cast<double>(pushed - last_pushed) / dt : 0.0);
-    last_pushed = pushed;
+                 static_cast<unsigned long long>(progress.pushed),
+                 dt > 0 ? static_cast<double>(progress.pushed - last_pushed) / dt : 0.0);
+    last_pushed = progress.pushed;
     last_at = now;
   }
 };
 
-void reap(WorkerProcess& w) {
+WorkerProgress progress_of(const std::vector<WorkerProcess>& workers) {
+  WorkerProgress p;
+  p.all_reported = true;
+  for (const auto& w : workers) {
+    if (w.out_fd >= 0) p.pids.push_back(w.pid);
+    if (!w.report) {
+      p.all_reported = false;
+      p.pushed += w.progress;
+      continue;
+    }
+    for (const auto& t : w.report->series) p.pushed += t.pushed;
+  }
+  return p;
+}
+
+// Waits for the worker; returns its user + system CPU seconds.
+double reap(WorkerProcess& w) {
   if (w.out_fd >= 0) {
     ::close(w.out_fd);
     w.out_fd = -1;
   }
   int status = 0;
-  while (::waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+  rusage usage{};
+  while (::wait4(w.pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
   w.status = status;
+  const auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 }  // namespace
 
-int run_parent(const Config& config, const std::string& exe) {
+shm::Result<Summary> run_workers(const Config& config, const std::string& exe,
+                                 const std::function<void(const WorkerProgress&)>& on_tick) {
   install_stop_handlers();
   const auto start = Clock::now();
   std::vector<WorkerProcess> workers;
   for (int i = 0; i < config.processes; ++i) {
     auto spawned = spawn_worker(exe, config, i);
     if (!spawned) {
-      std::fprintf(stderr, "shmstats-loadgen: %s\n", spawned.error().message.c_str());
       for (auto& w : workers) {
         ::kill(w.pid, SIGTERM);
-        reap(w);
+        (void)reap(w);
       }
-      return 1;
+      return spawned.error();
     }
     workers.push_back(std::move(spawned).value());
   }
 
   auto last_result = start;
-  auto next_progress = start + kParentProgressInterval;
-  ProgressLine progress{start, start, 0};
+  auto next_tick = start + kParentProgressInterval;
   bool forwarded_stop = false;
   for (;;) {
     if (g_stop.load(std::memory_order_relaxed) && !forwarded_stop) {
@@ -824,7 +895,7 @@ int run_parent(const Config& config, const std::string& exe) {
     }
     if (fds.empty()) break;
     const auto wait_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_progress - Clock::now());
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     const int ready = ::poll(fds.data(), fds.size(),
                              static_cast<int>(std::max<std::int64_t>(wait_ms.count(), 0)));
     if (ready < 0 && errno != EINTR) {
@@ -841,19 +912,17 @@ int run_parent(const Config& config, const std::string& exe) {
       if (!had_report && w.report) last_result = Clock::now();
     }
     const auto now = Clock::now();
-    if (now >= next_progress) {
-      next_progress += kParentProgressInterval;
-      // Workers that have reported are holding their segments, not pushing: no more lines.
-      if (std::any_of(workers.begin(), workers.end(), [](const auto& w) { return !w.report; })) {
-        progress.print(workers, now);
-      }
+    if (now >= next_tick) {
+      next_tick += kParentProgressInterval;
+      if (on_tick) on_tick(progress_of(workers));
     }
   }
 
   bool failed = false;
+  double cpu_s = 0;
   std::vector<WorkerReport> reports;
   for (auto& w : workers) {
-    reap(w);
+    cpu_s += reap(w);
     const bool clean_exit = WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0;
     if (clean_exit && w.report && w.error.empty()) {
       reports.push_back(*w.report);
@@ -867,10 +936,22 @@ int run_parent(const Config& config, const std::string& exe) {
     std::fprintf(stderr, "shmstats-loadgen: worker %d (pid %d): %s\n", w.index,
                  static_cast<int>(w.pid), one_line(why).c_str());
   }
-  if (failed) return 1;
-
+  if (failed) {
+    return shm::Error{shm::Errc::kSystem, "a worker failed (see the lines above)"};
+  }
   const double elapsed_s = std::chrono::duration<double>(last_result - start).count();
   auto summary = merge(reports, static_cast<std::size_t>(config.series), elapsed_s);
+  if (summary) summary.value().cpu_s = cpu_s;
+  return summary;
+}
+
+int run_parent(const Config& config, const std::string& exe) {
+  const auto start = Clock::now();
+  ProgressLine progress{start, start, 0};
+  auto summary = run_workers(config, exe, [&progress](const WorkerProgress& p) {
+    // Workers that have reported are holding their segments, not pushing: no more lines.
+    if (!p.all_reported) progress.print(p, Clock::now());
+  });
   if (!summary) {
     std::fprintf(stderr, "shmstats-loadgen: %s\n", summary.error().message.c_str());
     return 1;

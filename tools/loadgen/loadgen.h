@@ -14,8 +14,11 @@
 // tenths, so sums do not depend on the order of additions; JSON shows them as tenths / 10.0.
 #pragma once
 
+#include <sys/types.h>
+
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -49,6 +52,15 @@ struct Config {
   std::string json_out;
   bool worker = false;  // hidden: this process is one of the parent's workers
   int worker_index = 0;
+  // Load scenarios (scenario.h): with a name, the parent also runs a collector and a receiver and
+  // samples the whole pipeline once a second.
+  std::string scenario;
+  double scale = 1.0;  // multiplies the scenario's duration
+  std::string out_dir = ".";
+  std::string collector_bin;  // empty: next to this program, or in the build tree
+  std::string recv_bin;
+  std::string recv_jsonl = "/dev/null";
+  std::vector<std::string> collector_args;  // passed to the collector as they are
 
   bool operator==(const Config&) const = default;
 };
@@ -110,6 +122,7 @@ struct WorkerReport {
   std::int64_t pid = 0;
   std::string segment;
   double elapsed_s = 0;  // from the first push to the last thread's join
+  double push_s = 0;     // time the threads spent inside their batches of pushes, summed
   std::vector<SeriesTally> series;
   ProducerTotals producer;
   DropCounts dropped_by_reason{};  // rings plus segment counters, read from the segment
@@ -122,6 +135,8 @@ shm::Result<WorkerReport> parse_report(std::string_view text);
 
 struct Summary {
   double elapsed_s = 0;
+  double push_s = 0;  // summed over every worker thread
+  double cpu_s = 0;   // user + system CPU of the worker processes (wait4), 0 if not reaped here
   std::vector<SeriesTally> series;  // index k: series k
   ProducerTotals producer;
   DropCounts dropped_by_reason{};
@@ -142,6 +157,19 @@ nlohmann::ordered_json summary_json(const Config& config, const Summary& summary
 
 // Worker mode: pushes as configured and writes the protocol lines to stdout. Returns the exit code.
 int run_worker(const Config& config);
+
+// What the parent sees of its running workers, about once a second.
+struct WorkerProgress {
+  std::uint64_t pushed = 0;   // events pushed so far, over every worker
+  std::vector<pid_t> pids;    // workers still running
+  bool all_reported = false;  // every worker has sent its result (they only hold segments now)
+};
+
+// Runs config.processes workers from `exe` until each has reported and exited, calling `on_tick`
+// about once a second, and returns their merged summary. A failed worker is reported on stderr
+// (one line each) and makes the result an error.
+shm::Result<Summary> run_workers(const Config& config, const std::string& exe,
+                                 const std::function<void(const WorkerProgress&)>& on_tick);
 
 // Parent mode: runs config.processes workers from `exe` (normally /proc/self/exe), prints progress
 // to stderr once a second and the summary to stdout (and config.json_out). Returns the exit code:

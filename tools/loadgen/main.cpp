@@ -1,11 +1,13 @@
 // shmstats-loadgen: parses arguments and runs as the parent (starts the worker processes, sums
-// their reports, prints the JSON summary) or, with the hidden --worker flag, as one worker. See
-// tools/loadgen/loadgen.h for the protocol between them.
+// their reports, prints the JSON summary), as a load scenario (--scenario: also runs a collector
+// and a receiver and measures the pipeline, tools/loadgen/scenario.h) or, with the hidden
+// --worker flag, as one worker. See tools/loadgen/loadgen.h for the protocol between them.
 #include <cstdio>
 #include <exception>
 #include <string>
 
 #include "tools/loadgen/loadgen.h"
+#include "tools/loadgen/scenario.h"
 
 int main(int argc, char** argv) {
   namespace loadgen = shmstats::tools::loadgen;
@@ -17,6 +19,9 @@ int main(int argc, char** argv) {
       return *parsed.exit_code;
     }
     if (parsed.config.worker) return loadgen::run_worker(parsed.config);
+    if (!parsed.config.scenario.empty()) {
+      return loadgen::run_scenario(parsed.config, "/proc/self/exe");
+    }
     // The workers are this same binary, re-executed in worker mode.
     return loadgen::run_parent(parsed.config, "/proc/self/exe");
   } catch (const std::exception& e) {
