@@ -96,10 +96,7 @@ void DrainLoop::take_folds() {
 }
 
 void DrainLoop::flush(FlushReason reason) {
-  if (batch_->size() == 0) {
-    batch_started_ = Clock::now();
-    return;
-  }
+  if (batch_->size() == 0) return;
   batch_->created_monotonic_ns = monotonic_ns();
   counters_.events_received.fetch_add(batch_->points.size(), std::memory_order_relaxed);
   counters_.aggregates_received.fetch_add(batch_->aggregates.size(), std::memory_order_relaxed);
@@ -112,8 +109,8 @@ void DrainLoop::flush(FlushReason reason) {
   for (ExporterRunner* e : exporters_) e->offer(sealed);
   batch_ = std::make_unique<Batch>();
   batch_->points.reserve(options_.batch_size);
+  batch_first_at_ = Clock::time_point{};
   ++batch_id_;
-  batch_started_ = Clock::now();
 }
 
 void DrainLoop::reclaim() {
@@ -198,11 +195,18 @@ std::size_t DrainLoop::step(bool shutting_down) {
   }
   counters_.rounds.fetch_add(1, std::memory_order_relaxed);
   const auto now = Clock::now();
-  const bool aged = now - batch_started_ >= options_.flush_interval;
-  if (aged || shutting_down) {
-    // Folded values ride along with the age flush, so each is reported within a flush interval.
+  if (shutting_down || now - last_folds_ >= options_.fold_interval) {
+    last_folds_ = now;
     take_folds();
   }
+  // The linger starts when the batch gets its first item, not at the last flush: an event that
+  // finds an empty batch waits flush_interval at most, never a leftover of someone else's.
+  if (batch_->size() == 0) {
+    batch_first_at_ = Clock::time_point{};
+  } else if (batch_first_at_ == Clock::time_point{}) {
+    batch_first_at_ = now;
+  }
+  const bool aged = batch_->size() > 0 && now - batch_first_at_ >= options_.flush_interval;
   if (shutting_down) {
     flush(FlushReason::kShutdown);
   } else if (pressure && batch_->size() > 0) {
@@ -216,7 +220,6 @@ std::size_t DrainLoop::step(bool shutting_down) {
 }
 
 void DrainLoop::run(const std::atomic<bool>& stop) {
-  batch_started_ = Clock::now();
   auto sleep = options_.idle_sleep_min;
   while (!stop.load(std::memory_order_relaxed)) {
     const std::size_t drained = step(false);

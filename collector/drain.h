@@ -3,9 +3,12 @@
 // whose producer is gone once they are empty.
 //
 // Fairness: each round visits every ring once and takes at most a quota from it, so one busy
-// ring cannot starve the others. Adaptation: when a round finds nothing, the loop sleeps, from
-// idle_sleep_min doubling up to idle_sleep_max (low latency when traffic resumes, little CPU when
-// idle); when a ring is over pressure_fill, quotas grow and the loop does not sleep.
+// ring cannot starve the others. Latency: a batch is sealed at most flush_interval after its
+// first event joined it (or sooner, when full or under pressure), so an event waits in the
+// collector about one idle sleep plus that linger. Adaptation: when a round finds nothing, the loop
+// sleeps, from idle_sleep_min doubling up to idle_sleep_max (low latency when traffic resumes,
+// little CPU when idle); when a ring is over pressure_fill, quotas grow and the loop does not
+// sleep.
 //
 // Back-pressure: when no exporter has room in its queue, the loop stops draining and leaves the
 // events in the rings, where producers keep them (or fold them, exactly) instead of the collector
@@ -36,7 +39,12 @@ namespace shmstats::collector {
 struct DrainOptions {
   std::string prefix = "shmstats";
   std::size_t batch_size = 4096;  // events per batch before it is sealed
-  std::chrono::milliseconds flush_interval{100};
+  // The longest the first event of a batch waits for more to join it before the batch is sealed
+  // (a linger, not a timer): the end-to-end latency budget spent on packing fuller datagrams.
+  std::chrono::milliseconds flush_interval{5};
+  // How often the fold accumulators of every series are read. Folds only happen while a ring is
+  // full, and reading them costs a pass over every registered series, so not every flush.
+  std::chrono::milliseconds fold_interval{100};
   std::size_t ring_quota = 512;        // per ring per round, calm
   std::size_t pressure_quota = 16384;  // per ring per round, under pressure
   double pressure_fill = 0.5;
@@ -107,7 +115,8 @@ class DrainLoop {
   std::uint64_t batch_id_ = 1;
   double tokens_ = 0;
   std::chrono::steady_clock::time_point tokens_at_{};
-  std::chrono::steady_clock::time_point batch_started_{};
+  std::chrono::steady_clock::time_point batch_first_at_{};  // when the batch got its first item
+  std::chrono::steady_clock::time_point last_folds_{};
   std::chrono::steady_clock::time_point last_stats_{};
   std::chrono::steady_clock::time_point last_housekeeping_{};
   DrainCounters counters_;
