@@ -100,7 +100,6 @@ class Source {
   std::string service_;
   std::vector<shm::RingReader> readers_;
   std::vector<bool> ring_quarantined_;
-  std::vector<shm::Event> scratch_;
   struct CachedSeries {
     std::shared_ptr<const proto::SeriesDef> def;
     std::uint64_t batch_id = 0;  // last batch this definition was attached to
