@@ -1,57 +1,194 @@
 #include "collector/http.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <memory>
+#include <optional>
+#include <set>
+#include <utility>
+
 namespace shmstats::collector {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct HttpServer::Impl {
+  // Open connections, so stop() can close them (a scraper's idle keep-alive among them). Declared
+  // first so that it outlives `io`, whose destructor may destroy sessions that unregister here.
+  std::set<std::shared_ptr<beast::tcp_stream>> streams;
+  asio::io_context io{1};
+  tcp::acceptor acceptor{io};
+  Handler metrics;
+  Handler health;
+};
+
+namespace {
+
+// One connection: read a request (bounded in time and size), answer, repeat while keep-alive.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(HttpServer::Impl& server, tcp::socket socket)
+      : server_(server), stream_(std::make_shared<beast::tcp_stream>(std::move(socket))) {
+    server_.streams.insert(stream_);
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session() { server_.streams.erase(stream_); }
+
+  void read() {
+    parser_.emplace();
+    parser_->header_limit(HttpServer::kMaxHeaderBytes);
+    parser_->body_limit(0);  // these endpoints take no body
+    stream_->expires_after(HttpServer::kRequestTimeout);
+    http::async_read(
+        *stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+ private:
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == asio::error::operation_aborted) {
+      close();
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      reply(413, "a request body is not accepted here\n", "text/plain", false);
+      return;
+    }
+    if (ec) {
+      // Malformed request or an oversized header: answer once, then close.
+      reply(400, fmt::format("bad request: {}\n", ec.message()), "text/plain", false);
+      return;
+    }
+    const auto& request = parser_->get();
+    const bool keep_alive = request.keep_alive();
+    if (request.method() != http::verb::get) {
+      reply(405, "only GET is served\n", "text/plain", false);
+      return;
+    }
+    const std::string_view target(request.target().data(), request.target().size());
+    const std::string_view path = target.substr(0, target.find('?'));
+    const HttpServer::Handler* handler = path == "/metrics"  ? &server_.metrics
+                                         : path == "/health" ? &server_.health
+                                                             : nullptr;
+    if (handler == nullptr) {
+      reply(404, "not found: try /metrics or /health\n", "text/plain", keep_alive);
+      return;
+    }
+    try {
+      HttpResponse r = (*handler)();
+      reply(r.status, std::move(r.body), r.content_type, keep_alive);
+    } catch (const std::exception& e) {
+      reply(500, fmt::format("internal error: {}\n", e.what()), "text/plain", false);
+    }
+  }
+
+  void reply(int status, std::string body, const std::string& content_type, bool keep_alive) {
+    auto response =
+        std::make_shared<http::response<http::string_body>>(static_cast<http::status>(status), 11);
+    response->set(http::field::content_type, content_type);
+    response->keep_alive(keep_alive);
+    response->body() = std::move(body);
+    response->prepare_payload();
+    stream_->expires_after(HttpServer::kRequestTimeout);
+    http::async_write(
+        *stream_, *response,
+        [self = shared_from_this(), response, keep_alive](beast::error_code ec, std::size_t) {
+          if (ec || !keep_alive) {
+            self->close();
+            return;
+          }
+          self->read();
+        });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_->close();
+  }
+
+  HttpServer::Impl& server_;
+  std::shared_ptr<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+};
+
+void accept(HttpServer::Impl& server) {
+  server.acceptor.async_accept([&server](beast::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !server.acceptor.is_open()) return;
+    if (!ec) {
+      std::make_shared<Session>(server, std::move(socket))->read();
+    } else {
+      spdlog::warn("http: accept failed: {}", ec.message());
+    }
+    accept(server);
+  });
+}
+
+}  // namespace
 
 shm::Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& host,
                                                            std::uint16_t port, Handler metrics,
                                                            Handler health) {
   std::unique_ptr<HttpServer> self(new HttpServer());
-  self->server_ = std::make_unique<httplib::Server>();
-  auto serve = [](Handler handler) {
-    return [handler = std::move(handler)](const httplib::Request&, httplib::Response& res) {
-      try {
-        HttpResponse r = handler();
-        res.status = r.status;
-        res.set_content(r.body, r.content_type.c_str());
-      } catch (const std::exception& e) {
-        res.status = 500;
-        res.set_content(fmt::format("internal error: {}\n", e.what()), "text/plain");
-      }
-    };
-  };
-  self->server_->Get("/metrics", serve(std::move(metrics)));
-  self->server_->Get("/health", serve(std::move(health)));
-  // Bodies are not accepted on these endpoints; keep request size small.
-  self->server_->set_payload_max_length(4096);
-  self->server_->set_read_timeout(5, 0);
-  self->server_->set_write_timeout(5, 0);
-  int bound = -1;
-  if (port == 0) {
-    bound = self->server_->bind_to_any_port(host.c_str());
-  } else if (self->server_->bind_to_port(host.c_str(), port)) {
-    bound = port;
+  self->impl_ = std::make_unique<Impl>();
+  Impl& impl = *self->impl_;
+  impl.metrics = std::move(metrics);
+  impl.health = std::move(health);
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) {
+    return shm::Error{
+        shm::Errc::kInvalidOptions,
+        fmt::format("HTTP address \"{}\" is not an IP address: {}", host, ec.message())};
   }
-  if (bound <= 0) {
+  const tcp::endpoint endpoint(address, port);
+  impl.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) impl.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) impl.acceptor.bind(endpoint, ec);
+  if (!ec) impl.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
     return shm::Error{shm::Errc::kSystem,
-                      fmt::format("cannot listen for HTTP on {}:{} (in use, or not a local "
-                                  "address)",
-                                  host, port)};
+                      fmt::format("cannot listen for HTTP on {}:{}: {}", host, port, ec.message())};
   }
-  self->port_ = static_cast<std::uint16_t>(bound);
-  httplib::Server* server = self->server_.get();
-  self->thread_ = std::thread([server] { server->listen_after_bind(); });
+  self->port_ = impl.acceptor.local_endpoint().port();
+  accept(impl);
+  self->thread_ = std::thread([&impl] {
+    // A handler's exceptions are caught in the session; anything else is logged, not fatal.
+    for (;;) {
+      try {
+        impl.io.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("http: {}", e.what());
+      }
+    }
+  });
   return self;
 }
 
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::stop() {
-  if (server_) server_->stop();
+  if (!impl_) return;
+  Impl& impl = *impl_;
+  // On the server thread: close the listener and every connection, so run() runs out of work.
+  asio::post(impl.io, [&impl] {
+    beast::error_code ignored;
+    impl.acceptor.close(ignored);
+    for (const auto& stream : impl.streams) stream->socket().close(ignored);
+  });
   if (thread_.joinable()) thread_.join();
+  impl_.reset();
 }
 
 }  // namespace shmstats::collector

@@ -1,6 +1,23 @@
-// The collector's HTTP endpoint (cpp-httplib): GET /metrics and GET /health, on its own thread.
+// The collector's HTTP endpoint: GET /metrics and GET /health, served by Boost.Beast on one thread
+// of its own.
+//
+// Why Beast and not cpp-httplib (which the receiver uses): Debian builds cpp-httplib with OpenSSL,
+// and loading libssl and libcrypto cost the collector 3.5 MB of its 11.4 MB resident set while
+// idle (BENCHMARKS.md, "Collector memory"). Beast and Asio are headers of Boost, which the
+// collector already needs.
+//
+// Every connection is handled asynchronously on the server thread, so a slow or silent client
+// never holds up another one: a request must arrive within kRequestTimeout, its header may be at
+// most kMaxHeaderBytes and a body is refused (413). Other methods get 405, other paths 404. A
+// handler's exception becomes a 500 with its message. stop() closes the listener and every open
+// connection and joins the thread.
+//
+// Concurrency: the handlers run on the server thread (one request at a time); start() and stop()
+// belong to the owner.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -8,10 +25,6 @@
 #include <thread>
 
 #include "shm/result.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace shmstats::collector {
 
@@ -24,6 +37,9 @@ struct HttpResponse {
 class HttpServer {
  public:
   using Handler = std::function<HttpResponse()>;
+  static constexpr std::chrono::seconds kRequestTimeout{5};
+  static constexpr std::size_t kMaxHeaderBytes = 8192;
+
   // Binds host:port (port 0: any free port) and serves in a thread.
   static shm::Result<std::unique_ptr<HttpServer>> start(const std::string& host, std::uint16_t port,
                                                         Handler metrics, Handler health);
@@ -33,9 +49,11 @@ class HttpServer {
   std::uint16_t port() const noexcept { return port_; }
   void stop();
 
+  struct Impl;  // public for the session code in http.cpp; not part of the interface
+
  private:
   HttpServer() = default;
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<Impl> impl_;
   std::thread thread_;
   std::uint16_t port_ = 0;
 };

@@ -1,0 +1,257 @@
+// The collector's HTTP endpoint over real TCP on 127.0.0.1 (port 0, read back): what it serves,
+// what it refuses, and that a silent client can neither block another one nor stop() itself.
+#include "collector/http.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+namespace shmstats::collector {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto kReplyTimeout = 5s;
+
+// A plain TCP connection to the server, so the test controls every byte sent.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ =
+        fd_ >= 0 && ::connect(fd_, reinterpret_cast<const sockaddr*>(&to), sizeof(to)) == 0;
+  }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool connected() const { return connected_; }
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+  }
+  // Reads until the peer closes or `timeout` passes; returns what arrived.
+  std::string read_until_closed(std::chrono::milliseconds timeout) {
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd pfd{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) break;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) {
+        closed_ = true;
+        break;
+      }
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+  // Reads one whole response (its header, and a body as long as its Content-Length says).
+  std::string read_response() {
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const auto end = got.find("\r\n\r\n");
+      if (end != std::string::npos) {
+        const auto at = got.find("Content-Length: ");
+        if (at != std::string::npos) {
+          const std::size_t length = std::stoul(got.substr(at + 16));
+          if (got.size() >= end + 4 + length) return got;
+        }
+      }
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got;
+  }
+  bool closed() const { return closed_; }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+  bool closed_ = false;
+};
+
+std::unique_ptr<HttpServer> start_server(std::atomic<int>* metrics_calls = nullptr) {
+  auto started = HttpServer::start(
+      "127.0.0.1", 0,
+      [metrics_calls] {
+        if (metrics_calls != nullptr) metrics_calls->fetch_add(1);
+        return HttpResponse{200, "shmstats_up 1\n"};
+      },
+      [] {
+        return HttpResponse{503, "{\"status\":\"unhealthy\"}\n", "application/json"};
+      });
+  EXPECT_TRUE(started) << started.error().message;
+  return started ? std::move(started).value() : nullptr;
+}
+
+std::string get(const std::string& target) {
+  return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+}
+
+TEST(HttpServerTest, ServesMetricsAndHealthWithTheirStatusAndType) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  ASSERT_NE(sut->port(), 0);
+
+  RawClient metrics(sut->port());
+  ASSERT_TRUE(metrics.connected());
+  metrics.send(get("/metrics"));
+  const std::string metrics_reply = metrics.read_until_closed(kReplyTimeout);
+  RawClient health(sut->port());
+  health.send(get("/health?verbose=1"));
+  const std::string health_reply = health.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(metrics_reply.rfind("HTTP/1.1 200", 0), 0U) << metrics_reply;
+  EXPECT_NE(metrics_reply.find("Content-Type: text/plain; version=0.0.4"), std::string::npos);
+  EXPECT_NE(metrics_reply.find("\r\n\r\nshmstats_up 1\n"), std::string::npos);
+  EXPECT_EQ(health_reply.rfind("HTTP/1.1 503", 0), 0U) << health_reply;
+  EXPECT_NE(health_reply.find("Content-Type: application/json"), std::string::npos);
+}
+
+TEST(HttpServerTest, UnknownPathIsNotFoundAndOtherMethodsAreRefused) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+
+  RawClient unknown(sut->port());
+  unknown.send(get("/admin"));
+  const std::string not_found = unknown.read_until_closed(kReplyTimeout);
+  RawClient deleter(sut->port());
+  deleter.send("DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string refused = deleter.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(not_found.rfind("HTTP/1.1 404", 0), 0U) << not_found;
+  EXPECT_EQ(refused.rfind("HTTP/1.1 405", 0), 0U) << refused;
+  EXPECT_TRUE(deleter.closed());
+}
+
+TEST(HttpServerTest, RequestWithABodyIsRefusedAndTheConnectionClosed) {
+  std::atomic<int> metrics_calls{0};
+  auto sut = start_server(&metrics_calls);
+  ASSERT_NE(sut, nullptr);
+  RawClient client(sut->port());
+
+  client.send("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+  const std::string reply = client.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0U) << reply;
+  EXPECT_TRUE(client.closed());
+  EXPECT_EQ(metrics_calls.load(), 0);
+}
+
+TEST(HttpServerTest, OversizedHeaderIsRefusedNotBuffered) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  RawClient client(sut->port());
+  const std::string huge(HttpServer::kMaxHeaderBytes * 2, 'a');
+
+  client.send("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Junk: " + huge + "\r\n\r\n");
+  const std::string reply = client.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply.substr(0, 200);
+  EXPECT_TRUE(client.closed());
+}
+
+TEST(HttpServerTest, GarbageRequestGetsBadRequest) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  RawClient client(sut->port());
+
+  client.send(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n", 27));
+  const std::string reply = client.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+}
+
+TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  constexpr int kRequests = 3;
+  std::atomic<int> metrics_calls{0};
+  auto sut = start_server(&metrics_calls);
+  ASSERT_NE(sut, nullptr);
+  RawClient client(sut->port());
+
+  for (int i = 0; i < kRequests; ++i) {
+    client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string reply = client.read_response();
+    ASSERT_EQ(reply.rfind("HTTP/1.1 200", 0), 0U) << "request " << i << ": " << reply;
+  }
+
+  EXPECT_EQ(metrics_calls.load(), kRequests);
+  EXPECT_FALSE(client.closed());
+}
+
+TEST(HttpServerTest, SilentClientBlocksNeitherOthersNorStop) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  // Connected, half a request line, then nothing: a slow-loris client.
+  RawClient silent(sut->port());
+  ASSERT_TRUE(silent.connected());
+  silent.send("GET /met");
+
+  RawClient other(sut->port());
+  other.send(get("/metrics"));
+  const std::string reply = other.read_until_closed(kReplyTimeout);
+  const auto before_stop = std::chrono::steady_clock::now();
+  sut->stop();
+  const auto stop_took = std::chrono::steady_clock::now() - before_stop;
+
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0U) << reply;
+  // stop() closes the silent connection instead of waiting out its request timeout.
+  EXPECT_LT(stop_took, HttpServer::kRequestTimeout);
+  (void)silent.read_until_closed(1s);
+  EXPECT_TRUE(silent.closed());
+}
+
+TEST(HttpServerTest, HandlerExceptionBecomesInternalError) {
+  auto started = HttpServer::start(
+      "127.0.0.1", 0, []() -> HttpResponse { throw std::runtime_error("scrape exploded"); },
+      [] { return HttpResponse{}; });
+  ASSERT_TRUE(started) << started.error().message;
+  auto sut = std::move(started).value();
+  RawClient client(sut->port());
+
+  client.send(get("/metrics"));
+  const std::string reply = client.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(reply.rfind("HTTP/1.1 500", 0), 0U) << reply;
+  EXPECT_NE(reply.find("scrape exploded"), std::string::npos);
+}
+
+TEST(HttpServerTest, StartRejectsANonAddressAndAPortInUse) {
+  auto first = start_server();
+  ASSERT_NE(first, nullptr);
+
+  auto bad_host = HttpServer::start(
+      "not-an-ip", 0, [] { return HttpResponse{}; }, [] { return HttpResponse{}; });
+  auto taken = HttpServer::start(
+      "127.0.0.1", first->port(), [] { return HttpResponse{}; }, [] { return HttpResponse{}; });
+
+  ASSERT_FALSE(bad_host);
+  EXPECT_EQ(bad_host.error().code, shm::Errc::kInvalidOptions);
+  EXPECT_NE(bad_host.error().message.find("not-an-ip"), std::string::npos);
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, shm::Errc::kSystem);
+}
+
+}  // namespace
+}  // namespace shmstats::collector
