@@ -38,7 +38,15 @@ inline constexpr std::size_t kMaxDatagramBytesIpv4 = 1472;  // 1500 MTU - 20 IPv
 inline constexpr std::size_t kMaxDatagramBytesIpv6 = 1452;  // 1500 MTU - 40 IPv6 - 8 UDP
 inline constexpr std::size_t kMinDatagramBytes = 512;
 
+// CRC-32C of `size` bytes: with the SSE 4.2 crc32 instruction where the CPU has it (checked once),
+// else table-driven (Boost.CRC). drain_bench measured the table at 3.5 us per 1472-byte datagram,
+// half the cost of encoding one; the instruction computes the same polynomial about 40x faster.
 std::uint32_t crc32c(const void* data, std::size_t size) noexcept;
+namespace detail {
+std::uint32_t crc32c_table(const void* data, std::size_t size) noexcept;
+// False when this CPU lacks SSE 4.2: then crc32c is crc32c_table.
+bool crc32c_hardware_available() noexcept;
+}  // namespace detail
 
 struct SeriesDef {
   std::string service;
@@ -85,7 +93,10 @@ struct EncodeStats {
 };
 
 // Packs points and aggregates into datagrams of at most max_bytes, as full as they go. Each
-// datagram carries the definitions of the series it uses. Not thread-safe: one per sender thread.
+// datagram carries the definitions of the series it uses, so the points are packed grouped by
+// series (each series' points in their order, series in order of first appearance): a datagram
+// then repeats few definitions. Interleaved, 64 typical series packed 18 events per datagram at
+// 507 ns each; grouped, see BENCHMARKS.md. Not thread-safe: one per sender thread.
 class Encoder {
  public:
   static shm::Result<Encoder> create(std::uint64_t sender_id, std::uint64_t sender_epoch,
@@ -109,6 +120,11 @@ class Encoder {
   std::string host_;
   std::uint64_t sequence_ = 0;
   std::unordered_map<const SeriesDef*, std::size_t> def_size_cache_;
+  // Scratch of encode(), kept between calls so grouping allocates nothing once warm.
+  std::unordered_map<const SeriesDef*, std::uint32_t> group_of_;
+  std::vector<std::uint32_t> group_next_;  // per group: next slot in order_ while placing
+  std::vector<std::uint32_t> point_group_;
+  std::vector<std::uint32_t> order_;  // point indices, grouped by series
 };
 
 enum class DecodeError {
