@@ -1,6 +1,8 @@
-// Producer push cost through the public API, against two baselines in the same binary:
-// boost::lockfree::spsc_queue and one sendto of a DogStatsD line per metric on loopback UDP.
-// Also the cost of the clocks the event timestamp could use (shm/clock.h).
+// Producer push cost through the public API (the handle and the dynamic `count` path), against
+// baselines in the same binary: boost::lockfree::spsc_queue; what naive StatsD clients pay, one
+// sendto of a DogStatsD line per metric over loopback UDP and over a Unix datagram socket; and a
+// buffered StatsD client (lines appended under a mutex, one sendto per 1432-byte payload). Also
+// the cost of the clocks the event timestamp could use (shm/clock.h).
 //
 // Every producer benchmark runs on a real /dev/shm segment named "bench<pid>.…", created in the
 // Setup callback of each run and unlinked in its Teardown. A draining consumer, where there is
@@ -13,14 +15,19 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/lockfree/spsc_queue.hpp>
 #include <charconv>
+#include <cstddef>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 
 #include "bench/bench_util.h"
@@ -239,6 +246,16 @@ BENCHMARK(BM_ProducerDynamicCount)
     ->Args({1, 0, kSplit})
     ->Args({1, 0, kSameCore})
     ->UseRealTime();
+// Each thread interns the series in its own table on its first call, so threads share nothing
+// but the consumer; the same modes as the handle push.
+BENCHMARK(BM_ProducerDynamicCount)
+    ->Setup(setup_drained_producer)
+    ->Teardown(teardown_producer)
+    ->Apply(os_placed_modes)
+    ->Threads(1)
+    ->Threads(2)
+    ->Threads(4)
+    ->UseRealTime();
 
 // The overflow path: no consumer, the ring is filled before the loop and stays full, so every
 // timed push takes the full-ring branch of `overflow`.
@@ -325,83 +342,191 @@ BENCHMARK(BM_SpscQueuePush)
     ->Apply(single_producer_modes)
     ->UseRealTime();
 
-// ---- baseline: a naive StatsD client, one sendto of a DogStatsD line per metric ---------------
+// ---- baselines: StatsD clients ------------------------------------------------------------------
 
-struct UdpEnv {
+// Formatting is part of what a client pays per metric: name, value, type and tags.
+constexpr std::size_t kMaxStatsdLine = 128;
+std::size_t format_statsd_line(char (&line)[kMaxStatsdLine]) noexcept {
+  static constexpr std::string_view kName = "api.requests:";
+  static constexpr std::string_view kTail = "|c|#route:/x,code:200";
+  std::memcpy(line, kName.data(), kName.size());
+  char* p = std::to_chars(line + kName.size(), line + 64, 1).ptr;
+  std::memcpy(p, kTail.data(), kTail.size());
+  return static_cast<std::size_t>(p - line) + kTail.size();
+}
+
+// A StatsD agent's socket (the receiver) and a client's unconnected socket (the sender), over
+// loopback UDP or a Unix datagram socket. One run at a time uses it (Setup/Teardown).
+struct DatagramPeer {
   int receiver = -1;
   int sender = -1;
-  sockaddr_in to{};
+  sockaddr_storage to{};
+  socklen_t to_len = 0;
+  std::string unix_path;  // non-empty: a socket file to remove
   BackgroundConsumer drainer;
   std::string error;
 };
-UdpEnv g_udp;
+DatagramPeer g_peer;
 
-void close_udp() {
-  g_udp.drainer.stop();
-  if (g_udp.receiver >= 0) ::close(g_udp.receiver);
-  if (g_udp.sender >= 0) ::close(g_udp.sender);
-  g_udp.receiver = -1;
-  g_udp.sender = -1;
+void close_peer() {
+  g_peer.drainer.stop();
+  if (g_peer.receiver >= 0) ::close(g_peer.receiver);
+  if (g_peer.sender >= 0) ::close(g_peer.sender);
+  g_peer.receiver = -1;
+  g_peer.sender = -1;
+  if (!g_peer.unix_path.empty()) (void)::unlink(g_peer.unix_path.c_str());
+  g_peer.unix_path.clear();
 }
 
-// range(0) = drain: 1 starts a thread that receives every datagram (a StatsD agent), 0 leaves
-// them in the socket's buffer, which fills and then makes the kernel drop them on arrival.
-void setup_udp(const benchmark::State& state) {
-  g_udp.error.clear();
-  g_udp.receiver = ::socket(AF_INET, SOCK_DGRAM, 0);
-  g_udp.sender = ::socket(AF_INET, SOCK_DGRAM, 0);
-  g_udp.to = sockaddr_in{};
-  g_udp.to.sin_family = AF_INET;
-  g_udp.to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  g_udp.to.sin_port = 0;
-  socklen_t len = sizeof(g_udp.to);
-  if (g_udp.receiver < 0 || g_udp.sender < 0 ||
-      ::bind(g_udp.receiver, reinterpret_cast<const sockaddr*>(&g_udp.to), sizeof(g_udp.to)) != 0 ||
-      ::getsockname(g_udp.receiver, reinterpret_cast<sockaddr*>(&g_udp.to), &len) != 0) {
-    g_udp.error = "UDP socket setup: " + std::system_category().message(errno);
-    close_udp();
+// Binds the receiver (127.0.0.1 port 0, or a socket file named for the pid, as an agent's
+// /var/run socket is a path that every sendto looks up) and makes the sender. With `drain` a
+// thread receives every datagram (a StatsD agent); without, they stay in the receiver's buffer:
+// once it is full, UDP drops them on arrival (sendto still succeeds) and a Unix socket holds
+// the sender back (BM_StatsdSendtoUnix).
+void open_peer(int family, bool drain) {
+  g_peer.error.clear();
+  g_peer.to = sockaddr_storage{};
+  g_peer.receiver = ::socket(family, SOCK_DGRAM, 0);
+  g_peer.sender = ::socket(family, SOCK_DGRAM, 0);
+  auto* to = reinterpret_cast<sockaddr*>(&g_peer.to);
+  if (family == AF_UNIX) {
+    auto* un = reinterpret_cast<sockaddr_un*>(&g_peer.to);
+    un->sun_family = AF_UNIX;
+    const std::string path = "/tmp/" + bench_prefix() + ".statsd.sock";
+    std::memcpy(un->sun_path, path.c_str(), path.size() + 1);  // fits: "/tmp/bench<pid>..."
+    g_peer.to_len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+    (void)::unlink(path.c_str());  // left by a run that was killed
+    g_peer.unix_path = path;
+  } else {
+    auto* in = reinterpret_cast<sockaddr_in*>(&g_peer.to);
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    in->sin_port = 0;
+    g_peer.to_len = sizeof(sockaddr_in);
+  }
+  if (g_peer.receiver < 0 || g_peer.sender < 0 || ::bind(g_peer.receiver, to, g_peer.to_len) != 0 ||
+      (family == AF_INET && ::getsockname(g_peer.receiver, to, &g_peer.to_len) != 0)) {
+    g_peer.error = "datagram socket setup: " + std::system_category().message(errno);
+    close_peer();
     return;
   }
-  if (state.range(0) == 0) return;
-  const int fd = g_udp.receiver;
-  g_udp.drainer.start([fd] {
+  if (!drain) return;
+  const int fd = g_peer.receiver;
+  g_peer.drainer.start([fd] {
     pollfd pfd{fd, POLLIN, 0};
     if (::poll(&pfd, 1, 1) <= 0) return std::size_t{0};  // 1 ms, so stop() is prompt
     std::size_t got = 0;
-    char buf[512];
+    char buf[2048];  // a buffered client's datagram is up to 1432 bytes
     while (::recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) ++got;
     return got;
   });
 }
 
-void teardown_udp(const benchmark::State&) { close_udp(); }
+// range(0) = drain (see open_peer).
+void setup_udp(const benchmark::State& state) { open_peer(AF_INET, state.range(0) != 0); }
+void setup_unix(const benchmark::State& state) { open_peer(AF_UNIX, state.range(0) != 0); }
+void teardown_peer(const benchmark::State&) { close_peer(); }
 
-void BM_StatsdSendtoUdp(benchmark::State& state) {
-  if (!g_udp.error.empty()) {
-    state.SkipWithError(g_udp.error.c_str());
+// A naive client: one sendto of one line per metric.
+void sendto_per_metric(benchmark::State& state, int flags) {
+  if (!g_peer.error.empty()) {
+    state.SkipWithError(g_peer.error.c_str());
     return;
   }
-  const int fd = g_udp.sender;
-  const sockaddr_in to = g_udp.to;
-  run_timed_batches(state, [fd, &to]() noexcept {
-    // Formatting is part of what a client pays per metric: name, value, type and tags.
-    static constexpr std::string_view kName = "api.requests:";
-    static constexpr std::string_view kTail = "|c|#route:/x,code:200";
-    char line[128];
-    std::memcpy(line, kName.data(), kName.size());
-    char* p = std::to_chars(line + kName.size(), line + 64, 1).ptr;
-    std::memcpy(p, kTail.data(), kTail.size());
-    const auto size = static_cast<std::size_t>(p - line) + kTail.size();
-    return ::sendto(fd, line, size, 0, reinterpret_cast<const sockaddr*>(&to), sizeof(to)) ==
-           static_cast<ssize_t>(size);
+  const int fd = g_peer.sender;
+  const auto* to = reinterpret_cast<const sockaddr*>(&g_peer.to);
+  const socklen_t to_len = g_peer.to_len;
+  run_timed_batches(state, [fd, to, to_len, flags]() noexcept {
+    char line[kMaxStatsdLine];
+    const std::size_t size = format_statsd_line(line);
+    return ::sendto(fd, line, size, flags, to, to_len) == static_cast<ssize_t>(size);
   });
 }
+
+void BM_StatsdSendtoUdp(benchmark::State& state) { sendto_per_metric(state, 0); }
 BENCHMARK(BM_StatsdSendtoUdp)
     ->Setup(setup_udp)
-    ->Teardown(teardown_udp)
+    ->Teardown(teardown_peer)
     ->ArgNames({"drain"})
     ->Arg(1)
     ->Arg(0)
+    ->UseRealTime();
+
+// Unlike UDP, a Unix datagram socket has flow control: once the receiver has
+// net.unix.max_dgram_qlen datagrams queued (10 by default) a send blocks until it reads one.
+// With drain:1 the send blocks, so every metric is delivered and its cost includes the waits for
+// the agent; with drain:0 it would block forever, so it is made with MSG_DONTWAIT and, once the
+// queue is full, every send is refused (EAGAIN; failed_frac), as in a client that must not stall.
+void BM_StatsdSendtoUnix(benchmark::State& state) {
+  sendto_per_metric(state, state.range(0) != 0 ? 0 : MSG_DONTWAIT);
+}
+BENCHMARK(BM_StatsdSendtoUnix)
+    ->Setup(setup_unix)
+    ->Teardown(teardown_peer)
+    ->ArgNames({"drain"})
+    ->Arg(1)
+    ->Arg(0)
+    ->UseRealTime();
+
+// A buffered client shared by the service's threads: each line is formatted on the caller's
+// stack, then appended under one mutex to a buffer of one DogStatsD payload; the call whose line
+// would not fit sends the buffer (sendto, still under the mutex, as the simplest such clients
+// do) and starts a new one. A push returns false when that sendto failed.
+class BufferedStatsdClient {
+ public:
+  static constexpr std::size_t kPayloadBytes = 1432;  // DogStatsD's default, 1500 MTU with margin
+
+  bool add(std::string_view line) {
+    const std::lock_guard lock(mutex_);
+    bool sent = true;
+    if (used_ != 0 && used_ + 1 + line.size() > kPayloadBytes) {
+      sent = ::sendto(g_peer.sender, buffer_.data(), used_, 0,
+                      reinterpret_cast<const sockaddr*>(&g_peer.to),
+                      g_peer.to_len) == static_cast<ssize_t>(used_);
+      used_ = 0;
+    }
+    if (used_ != 0) buffer_[used_++] = '\n';
+    std::memcpy(buffer_.data() + used_, line.data(), line.size());
+    used_ += line.size();
+    return sent;
+  }
+  void discard() {
+    const std::lock_guard lock(mutex_);
+    used_ = 0;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::array<char, kPayloadBytes> buffer_{};
+  std::size_t used_ = 0;
+};
+BufferedStatsdClient g_buffered;
+
+// What a run leaves in the buffer is never sent: the next run starts empty, with its own peer.
+void setup_buffered(const benchmark::State& state) {
+  g_buffered.discard();
+  setup_udp(state);
+}
+
+void BM_StatsdBufferedClient(benchmark::State& state) {
+  if (!g_peer.error.empty()) {
+    state.SkipWithError(g_peer.error.c_str());
+    return;
+  }
+  run_timed_batches(state, [] {
+    char line[kMaxStatsdLine];
+    const std::size_t size = format_statsd_line(line);
+    return g_buffered.add(std::string_view(line, size));
+  });
+}
+BENCHMARK(BM_StatsdBufferedClient)
+    ->Setup(setup_buffered)
+    ->Teardown(teardown_peer)
+    ->ArgNames({"drain"})
+    ->Arg(1)
+    ->Threads(1)
+    ->Threads(2)
+    ->Threads(4)
     ->UseRealTime();
 
 // ---- clocks: what one timestamp costs (shm/clock.h) --------------------------------------------
