@@ -130,7 +130,10 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
                              (def->kind == shm::Kind::kGauge &&
                               ev.kind == static_cast<std::uint8_t>(shm::Kind::kGaugeDelta)));
       const bool rate_ok = ev.sample_rate > 0.0F && ev.sample_rate <= 1.0F;
-      if (!kind_ok || !rate_ok) {
+      // The producer library refuses NaN and infinities (invalid_value), so one in a ring was
+      // written by something else (a hostile process); no exporter's format could carry it.
+      const bool value_ok = std::isfinite(ev.value);
+      if (!kind_ok || !rate_ok || !value_ok) {
         ++invalid_events_;
         continue;
       }

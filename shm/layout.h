@@ -19,16 +19,20 @@
 //                        acquire load in validate_segment)
 //   8   layout_version .. 200: identity and geometry, immutable after creation
 //   256 state, series_count, strings_used   producer-written, readers acquire
-//   320 segment counters (drops/folds of threads without a ring, rejected series), fetch_add
+//   272 folded_no_ring   values folded by threads without a ring (any thread, fetch_add)
+//   320 dropped[8]       events refused before any ring, by DropReason: threads without a ring,
+//                        invalid series or values (any thread, fetch_add); exactly one line
+//   384 series_rejected[16]   rejected registrations by shm::Errc (cold path, fetch_add)
 //
 // RingHeader (one per ring):
 //   line 0-1  producer line: tail (release), cached_head, pushed, rng   -- written by the producer
 //   line 2-3  consumer line: head                                       -- consumer, and the
-//   producer
-//                                                                          under drop-oldest (CAS)
-//   line 4    owner: state, owner_tid, high_water
-//   line 5    drop and fold counters                                    -- producer, only when
-//   dropping
+//                                                                          producer under
+//                                                                          drop-oldest (CAS)
+//   line 4    owner: state, owner_tid, high_water, claims; folded       -- folded: producer, only
+//                                                                          when folding
+//   line 5    dropped[8], by DropReason                                 -- producer, only when
+//                                                                          dropping
 //
 // Invariants (checked by readers, since a segment is untrusted):
 //   - head and tail are 64-bit and only grow; 0 <= tail - head <= ring_capacity.
@@ -47,7 +51,9 @@ namespace shmstats::shm {
 inline constexpr std::size_t kCacheLine = 64;
 // "SHMSTATS" read as a little-endian 64-bit word.
 inline constexpr std::uint64_t kMagic = 0x5354415453'4D4853ULL;
-inline constexpr std::uint32_t kLayoutVersion = 1;
+// 2: DropReason::kInvalidValue; RingHeader::folded and SegmentHeader::folded_no_ring moved to
+//    line 4 so that each dropped[] array fills one line.
+inline constexpr std::uint32_t kLayoutVersion = 2;
 
 inline constexpr std::size_t kMaxServiceNameBytes = 63;
 inline constexpr std::size_t kMaxNameBytes = 200;
@@ -90,8 +96,9 @@ enum class SegmentState : std::uint32_t { kActive = 1, kClosing = 2, kClosed = 3
 enum class RingState : std::uint32_t { kFree = 0, kOwned = 1, kRetired = 2 };
 enum class ClockSource : std::uint32_t { kTsc = 1, kMonotonicNs = 2 };
 
-// Why an event did not enter a ring and was not folded. Counted per ring (or per segment for
-// threads without a ring).
+// Why an event did not enter a ring and was not folded. Counted per ring (ring_full ..
+// sampled_out) or per segment (no_ring, invalid_series, invalid_value: refused before any ring);
+// a disabled client, which has no segment, counts `disabled` in the process.
 enum class DropReason : std::uint32_t {
   kRingFull = 0,           // drop-newest (or any strategy's last resort) found the ring full
   kOldestOverwritten = 1,  // drop-oldest discarded the oldest undrained event
@@ -100,7 +107,8 @@ enum class DropReason : std::uint32_t {
   kNoRing = 4,             // thread without a ring, kind that cannot be folded (sets)
   kInvalidSeries = 5,      // dynamic path: name or tags rejected, or the table is full
   kDisabled = 6,           // client without a segment (creation failed), or a closed client
-  kCount = 7,
+  kInvalidValue = 7,       // the value was NaN or an infinity, which no downstream format carries
+  kCount = 8,
 };
 inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::kCount);
 
@@ -187,10 +195,12 @@ struct alignas(kCacheLine) SegmentHeader {
   alignas(kCacheLine) std::atomic<std::uint32_t> state;  // SegmentState; release by the owner
   std::atomic<std::uint32_t> series_count;  // release after the entry it counts is published
   std::atomic<std::uint32_t> strings_used;  // producer bookkeeping; readers bound by strings_size
-  std::uint8_t reserved2[52];
-  // lines 5-7: counters for pushes that had no ring of their own (any thread: fetch_add).
+  std::uint32_t reserved1;
+  std::atomic<std::uint64_t> folded_no_ring;  // threads without a ring (any thread: fetch_add)
+  std::uint8_t reserved2[40];
+  // line 5: events refused before reaching a ring, by DropReason (any thread: fetch_add).
   alignas(kCacheLine) std::atomic<std::uint64_t> dropped[kDropReasonCount];
-  std::atomic<std::uint64_t> folded_no_ring;
+  // lines 6-7: rejected registrations.
   std::atomic<std::uint64_t> series_rejected[16];  // by shm::Errc of the rejection
 };
 static_assert(sizeof(SegmentHeader) == 8 * kCacheLine);
@@ -199,7 +209,11 @@ static_assert(offsetof(SegmentHeader, owner_pid) == 80);
 static_assert(offsetof(SegmentHeader, service_name) == 128);
 static_assert(offsetof(SegmentHeader, sample_keep_one_in) == 196);
 static_assert(offsetof(SegmentHeader, state) == 4 * kCacheLine);
+static_assert(offsetof(SegmentHeader, folded_no_ring) == 4 * kCacheLine + 16);
 static_assert(offsetof(SegmentHeader, dropped) == 5 * kCacheLine);
+static_assert(offsetof(SegmentHeader, series_rejected) == 6 * kCacheLine);
+// Each dropped[] array is one cache line: a new reason needs a new line (and a layout version).
+static_assert(sizeof(SegmentHeader::dropped) == kCacheLine);
 
 struct alignas(kCacheLine) RingHeader {
   // Producer lines (0-1). `tail` is read by the consumer; the rest only by readers of statistics.
@@ -217,15 +231,17 @@ struct alignas(kCacheLine) RingHeader {
   std::atomic<std::uint64_t> owner_tid;
   std::atomic<std::uint64_t> high_water;  // largest fill seen by producer or consumer (fetch-max)
   std::atomic<std::uint64_t> claims;      // how many times a thread claimed this ring
-  std::uint8_t pad2[kCacheLine - 32];
-  // Line 5: overflow accounting (producer, only on the overflow path).
+  std::atomic<std::uint64_t> folded;      // values folded (producer, only on the overflow path)
+  std::uint8_t pad2[kCacheLine - 40];
+  // Line 5: drop accounting (producer, only on the overflow path).
   std::atomic<std::uint64_t> dropped[kDropReasonCount];
-  std::atomic<std::uint64_t> folded;
 };
 static_assert(sizeof(RingHeader) == 6 * kCacheLine);
 static_assert(offsetof(RingHeader, head) == 2 * kCacheLine);
 static_assert(offsetof(RingHeader, state) == 4 * kCacheLine);
+static_assert(offsetof(RingHeader, folded) == 4 * kCacheLine + 32);
 static_assert(offsetof(RingHeader, dropped) == 5 * kCacheLine);
+static_assert(sizeof(RingHeader::dropped) == kCacheLine);
 
 // Only lock-free atomics work across processes.
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

@@ -93,6 +93,8 @@ const char* to_string(DropReason reason) noexcept {
       return "invalid_series";
     case DropReason::kDisabled:
       return "disabled";
+    case DropReason::kInvalidValue:
+      return "invalid_value";
     case DropReason::kCount:
       break;
   }

@@ -57,12 +57,20 @@ Result<void> validate_tag_part(std::string_view what, std::string_view part,
                  fmt::format("tag {} \"{}\" is {} bytes; it must be 1 to {} bytes", what,
                              escape_for_message(part), part.size(), kMaxTagPartBytes)};
   }
-  for (const char ch : part) {
+  for (std::size_t i = 0; i < part.size(); ++i) {
+    const char ch = part[i];
     const auto c = static_cast<unsigned char>(ch);
     if (c < 0x20 || c == 0x7F) {
       return Error{Errc::kInvalidTag,
                    fmt::format("tag {} \"{}\" contains the control character 0x{:02x}", what,
                                escape_for_message(part), c)};
+    }
+    // C1 controls U+0080..U+009F are C2 80..C2 9F in UTF-8; some terminals act on them.
+    if (c == 0xC2 && i + 1 < part.size() && static_cast<unsigned char>(part[i + 1]) >= 0x80 &&
+        static_cast<unsigned char>(part[i + 1]) <= 0x9F) {
+      return Error{Errc::kInvalidTag,
+                   fmt::format("tag {} \"{}\" contains the control character U+{:04X}", what,
+                               escape_for_message(part), static_cast<unsigned char>(part[i + 1]))};
     }
     if (forbidden.find(ch) != std::string_view::npos) {
       return Error{Errc::kInvalidTag,

@@ -4,8 +4,8 @@
 // Rules (checked at registration; each failure names the rule, the offending value and the limit):
 //   name   1-200 bytes of [A-Za-z0-9_.-]
 //   tags   at most 16, keys unique
-//   key    1-64 bytes, valid UTF-8, no control characters, none of | # , :
-//   value  1-64 bytes, valid UTF-8, no control characters, neither | nor ,
+//   key    1-64 bytes, valid UTF-8, no control characters (C0, DEL, C1), none of | # , :
+//   value  1-64 bytes, valid UTF-8, no control characters (C0, DEL, C1), neither | nor ,
 //          (':' and '#' are allowed in values: DogStatsD reads them fine; '|' and ',' would split
 //          a StatsD line or its tag list)
 //   total  name + tags, as stored (one length byte per key and value), at most 1024 bytes, so a

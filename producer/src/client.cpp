@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <optional>
 #include <unordered_map>
 
 #include "producer/src/state.h"
@@ -215,7 +217,124 @@ Result<bool> open_segment(ClientState& st) {
   return true;
 }
 
+struct MadeState {
+  std::unique_ptr<ClientState> state;
+  std::optional<Error> error;  // set: `state` has no segment, for this reason
+};
+
+// The state of a new client: with its segment, or without one and the reason it has none.
+MadeState make_client_state(Options options) {
+  install_atfork_once();
+  auto st = std::make_unique<ClientState>();
+  st->uid = next_uid();
+  st->owner_pid = ::getpid();
+  st->log = options.log;
+  const Options defaults;
+  st->series_capacity = defaults.series_capacity;
+  st->strings_size = defaults.strings_bytes;
+  if (options.read_environment) {
+    if (auto env = apply_environment(options); !env) return {std::move(st), env.error()};
+  }
+  st->options.service = options.service;
+  st->options.ring_count = options.rings;
+  st->options.ring_capacity = options.ring_capacity;
+  st->options.series_capacity = options.series_capacity;
+  st->options.strings_size = options.strings_bytes;
+  st->options.default_overflow = static_cast<shm::Overflow>(options.overflow);
+  st->options.sample_keep_one_in = options.sample_keep_one_in;
+  st->options.mode = options.mode;
+  st->options.prefix = options.shm_prefix;
+  if (shm::check_options(st->options)) {
+    // Registration limits come from the options if they are valid, else the defaults (for a
+    // client disabled because of them).
+    st->series_capacity = options.series_capacity;
+    st->strings_size = options.strings_bytes;
+  }
+  if (auto r = open_segment(*st); !r) return {std::move(st), r.error()};
+  st->ring_count = options.rings;
+  st->ring_capacity = options.ring_capacity;
+  st->priority_limit = options.ring_capacity - options.ring_capacity / 8;
+  st->sample_threshold = options.ring_capacity / 4 * 3;
+  st->keep_one_in = options.sample_keep_one_in;
+  st->sample_rate = 1.0F / static_cast<float>(options.sample_keep_one_in);
+  resolve_overflow(*st);
+  register_live(st.get());
+  return {std::move(st), std::nullopt};
+}
+
+// The one line a client writes when it goes disabled: the reason, the directory, what to do.
+std::string disabled_line(const ClientState& st, const Error& error) {
+  const std::string_view dir = shm::kShmDirectory;
+  std::string advice;
+  switch (error.code) {
+    case ErrorCode::kNoSpace:
+      advice = fmt::format(
+          "free space in {0} or enlarge it (e.g. mount -o remount,size=512M {0}), or make the "
+          "segment smaller (SHMSTATS_RINGS, SHMSTATS_RING_CAPACITY, SHMSTATS_SERIES_CAPACITY)",
+          dir);
+      break;
+    case ErrorCode::kInvalidOptions:
+      advice = "correct the option or environment variable named above";
+      break;
+    default:
+      advice = fmt::format(
+          "check that {} is a mounted tmpfs, not read-only, in which this user may create files",
+          dir);
+      break;
+  }
+  const std::string service =
+      st.options.service.empty()
+          ? std::string()
+          : fmt::format(" for service \"{}\"",
+                        shm::escape_for_message(st.options.service, shm::kMaxServiceNameBytes));
+  return fmt::format(
+      "shmstats: metrics disabled{} (pid {}): no shared-memory segment in {}: {}. To fix: {}. The "
+      "service keeps running; its pushes return false and are counted as dropped (reason "
+      "disabled).",
+      service, ::getpid(), dir, error.message, advice);
+}
+
+void write_log(const LogSink& sink, std::string_view line) {
+  if (sink) {
+    sink(line);
+    return;
+  }
+  // One write, so that the line is not split by other threads' output.
+  std::string text(line);
+  text += '\n';
+  (void)std::fwrite(text.data(), 1, text.size(), stderr);
+  (void)std::fflush(stderr);
+}
+
 }  // namespace
+
+void disable(ClientState& st, Error error) noexcept {
+  std::string line;
+  try {
+    line = disabled_line(st, error);
+  } catch (const std::exception&) {
+    line = "shmstats: metrics disabled: no shared-memory segment (out of memory for the reason)";
+  }
+  st.creation_error = std::move(error);
+  // release: creation_error is complete before a reader sees `disabled`; pairs with the acquire
+  // load in Client::creation_error.
+  st.disabled.store(true, std::memory_order_release);
+  try {
+    write_log(st.log, line);
+  } catch (const std::exception&) {
+    // A log sink that throws loses its line; the client is disabled either way and says so
+    // through enabled() and creation_error().
+  }
+}
+
+void count_drop(ClientState& st, shm::DropReason reason) noexcept {
+  const auto i = static_cast<std::size_t>(reason);
+  if (st.header != nullptr) {
+    st.header->dropped[i].fetch_add(1, std::memory_order_relaxed);
+  } else {
+    st.local_dropped[i].fetch_add(1, std::memory_order_relaxed);
+  }
+}
 
 std::uint64_t next_uid() noexcept { return g_next_uid.fetch_add(1, std::memory_order_relaxed); }
 
@@ -249,57 +368,68 @@ Result<std::uint32_t> register_series(ClientState& st, shm::Kind kind, std::stri
     return reject(st, valid.error().code, valid.error().message);
   }
   std::string text = shm::encode_series_text(name, tags);
-  std::lock_guard lock(st.registry_mutex);
-  if (st.header == nullptr) {
-    return Error{ErrorCode::kSystem, "the client has no segment (creation failed after fork)"};
+  // A forked child that registers before its first push must publish into a segment of its own:
+  // the parent's table is the parent's (its next id may be taken by the parent at any time).
+  if (!st.disabled.load(std::memory_order_relaxed) && st.owner_pid != ::getpid()) {
+    (void)recreate_after_fork(st);
   }
+  std::lock_guard lock(st.registry_mutex);
   if (auto it = st.ids.find(text); it != st.ids.end()) {
-    const auto existing = static_cast<shm::Kind>(st.segment->series_entry(it->second).kind);
+    const shm::Kind existing = it->second.kind;
     if (existing != kind) {
       return reject(st, shm::Errc::kKindMismatch,
                     fmt::format("series \"{}\" is a {}; it cannot be used as a {}",
                                 shm::escape_for_message(name), shm::to_string(existing),
                                 shm::to_string(kind)));
     }
-    return it->second;
+    return it->second.id;
   }
+  // A disabled client applies the same limits, so registration answers as it would if enabled.
   const auto id = static_cast<std::uint32_t>(st.ids.size());
-  if (id >= st.segment->geometry().series_capacity) {
+  if (id >= st.series_capacity) {
+    return reject(st, shm::Errc::kSeriesTableFull,
+                  fmt::format("the series table is full ({} series); \"{}\" was not registered",
+                              st.series_capacity, shm::escape_for_message(name)));
+  }
+  if (std::uint64_t{st.strings_used} + text.size() > st.strings_size) {
     return reject(
-        st, shm::Errc::kSeriesTableFull,
-        fmt::format("the series table is full ({} series); \"{}\" was not registered",
-                    st.segment->geometry().series_capacity, shm::escape_for_message(name)));
+        st, shm::Errc::kStringPoolFull,
+        fmt::format("the name pool is full ({} of {} bytes used); \"{}\" needs {}", st.strings_used,
+                    st.strings_size, shm::escape_for_message(name), text.size()));
   }
-  if (std::uint64_t{st.strings_used} + text.size() > st.segment->geometry().strings_size) {
-    return reject(st, shm::Errc::kStringPoolFull,
-                  fmt::format("the name pool is full ({} of {} bytes used); \"{}\" needs {}",
-                              st.strings_used, st.segment->geometry().strings_size,
-                              shm::escape_for_message(name), text.size()));
+  if (st.header != nullptr) {
+    publish_entry(st, id, kind, text, name.size(), tags.size(), shm::series_hash(name, tags));
+  } else {
+    st.strings_used += static_cast<std::uint32_t>(text.size());
   }
-  publish_entry(st, id, kind, text, name.size(), tags.size(), shm::series_hash(name, tags));
-  st.ids.emplace(std::move(text), id);
+  st.ids.emplace(std::move(text), ClientState::Registered{id, kind});
+  st.series_registered.store(id + 1, std::memory_order_relaxed);
   return id;
 }
 
 bool recreate_after_fork(ClientState& st) noexcept {
   try {
     std::lock_guard lock(st.registry_mutex);
-    if (st.owner_pid == ::getpid()) return true;  // done already
-    // The parent's mapping stays mapped but unused; its series are republished under the same
-    // ids so handles made before fork() stay valid in the child.
-    std::unique_ptr<shm::Segment> parent = std::move(st.segment);
+    if (st.owner_pid == ::getpid()) return st.header != nullptr;  // done already
+    // The parent's mapping stays mapped but unused (released, so that no destructor runs
+    // anything on the parent's behalf); its series are republished under the same ids so handles
+    // made before fork() stay valid in the child.
+    const shm::Segment* parent = st.segment.release();
     st.header = nullptr;
-    if (auto r = open_segment(st); !r) return false;
+    if (auto r = open_segment(st); !r) {
+      // The child runs on, disabled: no retry, and no system call, on every later push.
+      st.owner_pid = ::getpid();
+      disable(st, r.error());
+      return false;
+    }
     std::vector<std::pair<std::uint32_t, const std::string*>> by_id;
-    for (const auto& [text, id] : st.ids) by_id.emplace_back(id, &text);
+    for (const auto& [text, reg] : st.ids) by_id.emplace_back(reg.id, &text);
     std::sort(by_id.begin(), by_id.end());
     for (const auto& [id, text] : by_id) {
       const shm::SeriesEntry& old = parent->series_entry(id);
       publish_entry(st, id, static_cast<shm::Kind>(old.kind), *text, old.name_len, old.tag_count,
                     old.hash);
     }
-    (void)parent.release();  // NOLINT: leave the parent's mapping alone; unmapping is harmless
-                             // but its destructor must not run anything on the parent's behalf
     return true;
   } catch (const std::exception&) {
     return false;
@@ -311,31 +441,15 @@ bool recreate_after_fork(ClientState& st) noexcept {
 using detail::ClientState;
 
 Result<Client> Client::create(Options options) {
-  detail::install_atfork_once();
-  if (options.read_environment) {
-    if (auto env = detail::apply_environment(options); !env) return env.error();
-  }
-  auto st = std::make_unique<ClientState>();
-  st->options.service = options.service;
-  st->options.ring_count = options.rings;
-  st->options.ring_capacity = options.ring_capacity;
-  st->options.series_capacity = options.series_capacity;
-  st->options.strings_size = options.strings_bytes;
-  st->options.default_overflow = static_cast<shm::Overflow>(options.overflow);
-  st->options.sample_keep_one_in = options.sample_keep_one_in;
-  st->options.mode = options.mode;
-  st->options.prefix = options.shm_prefix;
-  if (auto r = detail::open_segment(*st); !r) return r.error();
-  st->uid = detail::next_uid();
-  st->ring_count = options.rings;
-  st->ring_capacity = options.ring_capacity;
-  st->priority_limit = options.ring_capacity - options.ring_capacity / 8;
-  st->sample_threshold = options.ring_capacity / 4 * 3;
-  st->keep_one_in = options.sample_keep_one_in;
-  st->sample_rate = 1.0F / static_cast<float>(options.sample_keep_one_in);
-  detail::resolve_overflow(*st);
-  detail::register_live(st.get());
-  return Client(std::move(st));
+  auto made = detail::make_client_state(std::move(options));
+  if (made.error) return std::move(*made.error);
+  return Client(std::move(made.state));
+}
+
+Client Client::create_or_disabled(Options options) {
+  auto made = detail::make_client_state(std::move(options));
+  if (made.error) detail::disable(*made.state, std::move(*made.error));
+  return Client(std::move(made.state));
 }
 
 Client::Client(std::unique_ptr<ClientState> state) noexcept : state_(std::move(state)) {}
@@ -378,9 +492,9 @@ namespace {
 template <class H>
 Result<H> make_handle(ClientState* st, shm::Kind kind, std::string_view name, Tags tags) {
   if (tags.size() > shm::kMaxTags) {
-    return Error{ErrorCode::kTooManyTags,
-                 fmt::format("series \"{}\" has {} tags; the limit is {}",
-                             shm::escape_for_message(name), tags.size(), shm::kMaxTags)};
+    return detail::reject(*st, shm::Errc::kTooManyTags,
+                          fmt::format("series \"{}\" has {} tags; the limit is {}",
+                                      shm::escape_for_message(name), tags.size(), shm::kMaxTags));
   }
   std::array<shm::TagView, shm::kMaxTags> views{};
   std::size_t n = 0;
@@ -410,10 +524,15 @@ Result<Set> Client::set(std::string_view name, Tags tags) {
 bool Client::dynamic_push(Kind kind, std::string_view name, double value, Tags tags) noexcept {
   ClientState* st = state_.get();
   if (st == nullptr) return false;
+  if (st->disabled.load(std::memory_order_relaxed)) [[unlikely]] {
+    // Before any hashing or interning: a disabled client's push costs a counter increment.
+    detail::count_drop(*st, shm::DropReason::kDisabled);
+    return false;
+  }
   // The series kind is the registered one; gauge deltas go to gauge series.
   const auto series_kind = static_cast<shm::Kind>(kind);
   if (tags.size() > shm::kMaxTags) {
-    detail::count_drop(st->header, shm::DropReason::kInvalidSeries);
+    detail::count_drop(*st, shm::DropReason::kInvalidSeries);
     return false;
   }
   std::array<shm::TagView, shm::kMaxTags> views{};
@@ -442,7 +561,7 @@ bool Client::dynamic_push(Kind kind, std::string_view name, double value, Tags t
     if (!detail::t_intern) detail::t_intern = std::make_unique<detail::InternTable>();
     auto id = detail::register_series(*st, series_kind, name, tag_span);
     if (!id) {
-      detail::count_drop(st->header, shm::DropReason::kInvalidSeries);
+      detail::count_drop(*st, shm::DropReason::kInvalidSeries);
       return false;
     }
     const std::size_t base = hash & (detail::kInternSlots - 1);
@@ -458,7 +577,7 @@ bool Client::dynamic_push(Kind kind, std::string_view name, double value, Tags t
         detail::InternEntry{st->uid, hash, id.value(), static_cast<std::uint8_t>(kind)};
     h.series_id = id.value();
   } catch (const std::exception&) {
-    detail::count_drop(st->header, shm::DropReason::kInvalidSeries);
+    detail::count_drop(*st, shm::DropReason::kInvalidSeries);
     return false;
   }
   return detail::push(h, static_cast<std::uint8_t>(kind), value);
@@ -485,9 +604,25 @@ std::string Client::segment_name() const {
   return state_->segment->name();
 }
 
+bool Client::enabled() const noexcept {
+  return state_ && !state_->disabled.load(std::memory_order_relaxed);
+}
+
+const Error* Client::creation_error() const noexcept {
+  // acquire: pairs with the release store in detail::disable, after which creation_error is
+  // never written again.
+  if (!state_ || !state_->disabled.load(std::memory_order_acquire)) return nullptr;
+  return &state_->creation_error;
+}
+
 Stats Client::stats() const noexcept {
   Stats s;
-  if (!state_ || state_->header == nullptr) return s;
+  if (!state_) return s;
+  for (const auto& d : state_->local_dropped) s.dropped += d.load(std::memory_order_relaxed);
+  if (state_->header == nullptr) {
+    s.series = state_->series_registered.load(std::memory_order_relaxed);
+    return s;
+  }
   const shm::Segment& seg = *state_->segment;
   for (std::uint32_t i = 0; i < state_->ring_count; ++i) {
     const shm::RingStats r = seg.ring_stats(i);

@@ -3,10 +3,11 @@
 // system call).
 //
 // Cost: push() runs about 50 instructions for an event that fits (BENCHMARKS.md). That case is a
-// straight line: the ring has room by the cached head -> read the clock, write the slot's four
-// words, publish tail. Anything else (a ring that looks full, a strategy that must decide, a
-// thread without a ring) leaves the line by a tail call to an out-of-line function, so the fast
-// path needs no stack frame and no callee-saved register.
+// straight line: the value is finite, the ring has room by the cached head -> read the clock,
+// write the slot's four words, publish tail. Anything else (a NaN or infinity, a ring that looks
+// full, a strategy that must decide, a thread without a ring, a disabled client) leaves the line
+// by a tail call to an out-of-line function, so the fast path needs no stack frame and no
+// callee-saved register.
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -54,6 +55,16 @@ void ensure_reaper() {
 
 std::uint64_t bits_of(double v) noexcept { return std::bit_cast<std::uint64_t>(v); }
 double double_of(std::uint64_t b) noexcept { return std::bit_cast<double>(b); }
+
+// False for NaN and the infinities. islessgreater is a quiet compare that is false when its
+// operands are equal or unordered, so each test is one ucomisd with a memory operand and a je:
+// 4 instructions, no scratch register and no FP exception for a quiet NaN or an infinity.
+// (GCC's std::isfinite takes 5 here, a test on the value's bits costs a callee-saved register,
+// and v - v would raise FE_INVALID, which traps in a service that enabled FP exceptions.)
+constexpr bool is_finite(double v) noexcept {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  return std::islessgreater(v, kInf) && std::islessgreater(v, -kInf);
+}
 
 template <class Op>
 void update_double(std::atomic<std::uint64_t>& target, Op op) noexcept {
@@ -233,18 +244,32 @@ inline bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, s
     st.header->folded_no_ring.fetch_add(1, std::memory_order_relaxed);
     return true;
   }
-  count_drop(st.header, DropReason::kNoRing);
+  count_drop(st, DropReason::kNoRing);
+  return false;
+}
+
+// NaN or an infinity: refused before it reaches a ring or a fold accumulator (one poisoned sum
+// would make every later total of the series NaN), and counted in the segment.
+[[gnu::noinline, gnu::cold]] bool push_invalid_value(ClientState& st) noexcept {
+  count_drop(st, DropReason::kInvalidValue);
+  return false;
+}
+
+// A client without a segment. Counted in the process (relaxed fetch_add): no lock, no system call.
+[[gnu::noinline, gnu::cold]] bool push_disabled(ClientState& st) noexcept {
+  st.local_dropped[static_cast<std::size_t>(DropReason::kDisabled)].fetch_add(
+      1, std::memory_order_relaxed);
   return false;
 }
 
 // Cold: the calling thread has no binding for this client (first push, another client, a forked
-// child, or a client re-created under the same address).
+// child, a client re-created under the same address, or a disabled client, which never binds).
 [[gnu::noinline, gnu::cold]] bool push_unbound(ClientState& st, const HandleData& h,
                                                std::uint8_t kind, double value) noexcept {
-  if (st.owner_pid != ::getpid() && !recreate_after_fork(st)) {
-    return false;
-  }
-  if (st.header == nullptr) return false;
+  // First, so that a disabled client's pushes make no system call (getpid below).
+  if (st.disabled.load(std::memory_order_relaxed)) return push_disabled(st);
+  if (st.owner_pid != ::getpid() && !recreate_after_fork(st)) return push_disabled(st);
+  if (st.header == nullptr) return push_disabled(st);
   // Another binding of this thread may be for this client: move it to the front.
   for (std::size_t i = 1; i < kThreadBindings; ++i) {
     if (t_rings[i].uid == st.uid) {
@@ -268,12 +293,6 @@ inline bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, s
 
 }  // namespace
 
-void count_drop(shm::SegmentHeader* header, shm::DropReason reason) noexcept {
-  if (header != nullptr) {
-    header->dropped[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
 bool push(const HandleData& h, std::uint8_t kind, double value) noexcept {
   ClientState* st = h.state;
   if (st == nullptr) [[unlikely]] {
@@ -281,7 +300,10 @@ bool push(const HandleData& h, std::uint8_t kind, double value) noexcept {
   }
   ThreadRing& tr = t_rings[0];
   if (tr.uid != st->uid) [[unlikely]] {
-    return push_unbound(*st, h, kind, value);
+    return push_unbound(*st, h, kind, value);  // comes back here once bound
+  }
+  if (!is_finite(value)) [[unlikely]] {
+    return push_invalid_value(*st);
   }
   if (!tr.writer.valid()) [[unlikely]] {
     return push_without_ring(*st, tr, h, kind, value);

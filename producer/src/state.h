@@ -5,11 +5,17 @@
 //   forked child, re-created on the child's first push, while it has a single thread) and only
 //   read afterwards. Registration takes registry_mutex. The hot path reads the state and the
 //   calling thread's ThreadRing, never a lock.
+//
+// A disabled client (Client::create_or_disabled could not make a segment, or a forked child could
+// not make its own) has no segment: `disabled` is set, `creation_error` says why, no thread ever
+// binds to it, and every push ends in push_unbound, which counts it in `local_dropped` (relaxed
+// fetch_add: no lock, no system call) and returns false.
 #pragma once
 
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -40,9 +46,24 @@ struct ClientState {
   std::uint32_t keep_one_in = 1;
   float sample_rate = 1.0F;
   std::array<std::uint8_t, shm::kMaxKind + 1> overflow_for_kind{};  // resolved kDefault
+  std::uint32_t series_capacity = 0;  // registration limits, also kept by a disabled client
+  std::uint32_t strings_size = 0;
+  LogSink log;  // Options::log; empty: stderr
 
-  std::mutex registry_mutex;                           // registration, fork re-creation
-  std::unordered_map<std::string, std::uint32_t> ids;  // canonical text -> series id
+  // Set (release) once, after creation_error is written; never cleared. Read relaxed by the
+  // push path, acquire by Client::creation_error.
+  std::atomic<bool> disabled{false};
+  Error creation_error{ErrorCode::kSystem, {}};
+  // Drops counted in the process because there is no segment to count them in (kDisabled).
+  std::array<std::atomic<std::uint64_t>, shm::kDropReasonCount> local_dropped{};
+
+  struct Registered {
+    std::uint32_t id = 0;
+    shm::Kind kind = shm::Kind::kCounter;
+  };
+  std::mutex registry_mutex;                        // registration, fork re-creation
+  std::unordered_map<std::string, Registered> ids;  // canonical text -> series
+  std::atomic<std::uint32_t> series_registered{0};  // ids.size(), for stats() without the lock
   std::uint32_t strings_used = 0;
   std::uint32_t segments_created = 0;
 };
@@ -63,8 +84,12 @@ inline constexpr std::size_t kThreadBindings = 4;  // clients a thread can push 
 Result<std::uint32_t> register_series(ClientState& st, shm::Kind kind, std::string_view name,
                                       std::span<const shm::TagView> tags);
 
-// Re-creates the segment in a forked child (single-threaded at that point). False on failure.
+// Re-creates the segment in a forked child (single-threaded at that point). On failure the
+// client is disabled (one log line) and false is returned.
 bool recreate_after_fork(ClientState& st) noexcept;
+
+// Disables `st` for `error`: stores it, writes the one log line, and sets `disabled`. Cold.
+void disable(ClientState& st, Error error) noexcept;
 
 // Live-client registry: thread exit and fork consult it, never the hot path.
 void register_live(ClientState* st);
@@ -75,7 +100,8 @@ void unregister_live(ClientState* st);
 void retire_if_live(std::uint64_t uid, shm::RingHeader* ring) noexcept;
 std::uint64_t next_uid() noexcept;
 
-void count_drop(shm::SegmentHeader* header, shm::DropReason reason) noexcept;
+// Counts a drop in the segment (any thread), or in the process if the client has no segment.
+void count_drop(ClientState& st, shm::DropReason reason) noexcept;
 
 // Retires the rings bound by the calling thread for `st` (used by ~Client on its own thread).
 void release_thread_bindings(const ClientState* st) noexcept;

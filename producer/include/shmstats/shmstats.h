@@ -13,10 +13,19 @@
 // may be called from any thread. Handles must not outlive their Client.
 //
 // fork(): the child never writes into the parent's rings; its first push creates its own segment.
+//
+// Values: NaN and the infinities are refused by every push (false, counted as invalid_value), since
+// no downstream format carries them; every finite double, including -0.0, denormals and +-DBL_MAX,
+// is pushed unchanged.
+//
+// Without shared memory: Client::create fails (for callers who want to stop); create_or_disabled
+// always returns a Client, disabled if the segment cannot be made, which logs one line, registers
+// series as usual and refuses every push (false, counted as disabled in Client::stats()).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -85,6 +94,7 @@ enum class Overflow : std::uint8_t {
 
 enum class Priority : std::uint8_t { kNormal = 0, kHigh = 1 };
 
+
 struct Tag {
   std::string_view key;
   std::string_view value;
@@ -108,6 +118,9 @@ class Tags {
   std::size_t size_ = 0;
 };
 
+// Receives one line of text, without a newline (see Options::log).
+using LogSink = std::function<void(std::string_view line)>;
+
 // Options; each can be overridden by an environment variable (read when the Client is created):
 //   SHMSTATS_SERVICE, SHMSTATS_RINGS, SHMSTATS_RING_CAPACITY, SHMSTATS_SERIES_CAPACITY,
 //   SHMSTATS_STRINGS_BYTES, SHMSTATS_OVERFLOW (default|fold|drop_newest|drop_oldest|priority|
@@ -123,13 +136,18 @@ struct Options {
   std::uint32_t mode = 0600;
   std::string shm_prefix = "shmstats";
   bool read_environment = true;
+  // Where a client that goes disabled writes its one line (why, the shared-memory directory, what
+  // to do): create_or_disabled, or a forked child that cannot make its segment. Empty: stderr.
+  // Called on the thread that creates the client (in a forked child: the first thread to push or
+  // register), never again for that client.
+  LogSink log;
 };
 
 // Producer-side totals, summed over the rings and the segment (a racy snapshot).
 struct Stats {
   std::uint64_t pushed = 0;   // push attempts that reached a ring
   std::uint64_t folded = 0;   // values folded into series accumulators
-  std::uint64_t dropped = 0;  // events dropped, all reasons
+  std::uint64_t dropped = 0;  // events dropped, all reasons (a disabled client: every push)
   std::uint32_t series = 0;   // registered series
   std::uint32_t rings_owned = 0;
 };
@@ -154,9 +172,11 @@ struct HandleAccess {
 }  // namespace detail
 
 // Base of the handle types: cheap to copy, inert when default-constructed (pushes return false).
+// Every push refuses NaN and infinities (returns false, counted as invalid_value).
 template <class Derived>
 class Handle {
  public:
+  // Made by a registration (also true for a disabled client's handles, whose pushes fail).
   bool valid() const noexcept { return data_.state != nullptr; }
   std::uint32_t series_id() const noexcept { return data_.series_id; }
   // A copy of this handle that uses another overflow strategy.
@@ -216,8 +236,19 @@ class Set : public Handle<Set> {
 class Client {
  public:
   // Creates this process's segment. Errors: kInvalidOptions (names the option, or the
-  // environment variable, and its value), kNoSpace (/dev/shm full), kSystem.
+  // environment variable, and its value), kNoSpace (/dev/shm full), kSystem (e.g. /dev/shm
+  // missing, read-only or not writable by this user). Strict: for callers that stop without
+  // metrics. Any thread, once per process.
   static Result<Client> create(Options options = {});
+
+  // Like create, but never fails: if the segment cannot be made (any error create returns) the
+  // Client is disabled. A disabled client writes one line to options.log (or stderr) naming the
+  // reason, the shared-memory directory and what to do; enabled() is false and creation_error()
+  // holds the error. Registration still validates names and tags and returns handles; every push
+  // through them or the dynamic path returns false and is counted in stats().dropped (reason
+  // disabled, counted in the process since there is no segment), without a lock, allocation or
+  // system call. A disabled client stays disabled. Any thread, once per process.
+  static Client create_or_disabled(Options options = {});
 
   Client(Client&&) noexcept;
   Client& operator=(Client&&) noexcept;
@@ -238,7 +269,14 @@ class Client {
   [[nodiscard]] bool time_ms(std::string_view name, double ms, Tags tags = {}) noexcept;
   [[nodiscard]] bool set_add(std::string_view name, double member, Tags tags = {}) noexcept;
 
-  // The current segment's name (changes in a forked child after its first push).
+  // False for a disabled client (see create_or_disabled). Any thread.
+  bool enabled() const noexcept;
+  // Why the client is disabled; nullptr while it is enabled. Valid as long as the Client. Any
+  // thread.
+  const Error* creation_error() const noexcept;
+
+  // The current segment's name (changes in a forked child after its first push); empty when
+  // disabled.
   std::string segment_name() const;
   Stats stats() const noexcept;
 

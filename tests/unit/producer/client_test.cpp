@@ -4,9 +4,12 @@
 
 #include <atomic>
 #include <bit>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -89,6 +92,21 @@ std::uint64_t dropped(const shm::RingStats& s, DropReason r) {
 
 double fold_double(const std::atomic<std::uint64_t>& bits) {
   return std::bit_cast<double>(bits.load());
+}
+
+std::uint64_t segment_dropped(const Segment& seg, DropReason r) {
+  return seg.counters().dropped[static_cast<std::size_t>(r)];
+}
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Options a segment cannot be made from: create_or_disabled returns a disabled client.
+Options unusable_options(const std::string& prefix, std::vector<std::string>& log_lines) {
+  Options o = small_options(prefix);
+  o.ring_capacity = 100;  // not a power of two
+  o.log = [&log_lines](std::string_view line) { log_lines.emplace_back(line); };
+  return o;
 }
 
 TEST(ClientTest, CreateMakesSegmentAndDestroyMarksItClosed) {
@@ -182,6 +200,49 @@ TEST(ClientRegistrationTest, RejectsBadNameWithRuleAndCountsIt) {
   EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kInvalidName)], 1U);
   EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kInvalidTag)], 1U);
   EXPECT_EQ(sut->stats().series, 0U);
+}
+
+TEST(ClientRegistrationTest, MoreThanSixteenTagsIsRefusedAndCounted) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i <= shm::kMaxTags; ++i) keys.push_back("k" + std::to_string(i));
+  std::vector<Tag> tags;
+  for (const auto& k : keys) tags.push_back({k, "v"});
+
+  auto over = sut->counter("tagged", tags);
+  tags.pop_back();
+  auto at_limit = sut->counter("tagged", tags);
+
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, ErrorCode::kTooManyTags);
+  EXPECT_NE(over.error().message.find("17 tags; the limit is 16"), std::string::npos);
+  EXPECT_TRUE(at_limit);
+  const auto counters = attach(sut.value()).counters();
+  EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kTooManyTags)], 1U);
+}
+
+TEST(ClientRegistrationTest, SeriesOverTheTextBudgetIsRefusedAsTooLarge) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  // 200-byte name + 8 tags of (2 + 64 + 38) bytes = 1032 > 1024.
+  constexpr std::size_t kTags = 8;
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < kTags; ++i)
+    keys.push_back(std::string(shm::kMaxTagPartBytes, static_cast<char>('a' + i)));
+  const std::string value(38, 'v');
+  std::vector<Tag> tags;
+  for (const auto& k : keys) tags.push_back({k, value});
+
+  auto sut_result = sut->counter(std::string(shm::kMaxNameBytes, 'n'), tags);
+
+  ASSERT_FALSE(sut_result);
+  EXPECT_EQ(sut_result.error().code, ErrorCode::kSeriesTooLarge);
+  EXPECT_NE(sut_result.error().message.find("limit is 1024"), std::string::npos);
+  const auto counters = attach(sut.value()).counters();
+  EXPECT_EQ(counters.series_rejected[static_cast<std::size_t>(shm::Errc::kSeriesTooLarge)], 1U);
 }
 
 TEST(ClientRegistrationTest, RejectsSameSeriesWithAnotherKind) {
@@ -515,6 +576,40 @@ TEST(ClientForkTest, ChildGetsOwnSegmentAndNeverWritesParentRings) {
   EXPECT_EQ(parent_seg.ring_stats(0).tail, tail_before + 1);
 }
 
+TEST(ClientForkTest, ChildRegistrationBeforeFirstPushLeavesParentTableAlone) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  ASSERT_TRUE(sut->counter("parent.series"));
+  const std::string parent_name = sut->segment_name();
+  const Segment parent_seg = attach(sut.value());
+
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto mine = sut->counter("child.series");
+    const bool own_segment = sut->segment_name() != parent_name;
+    std::_Exit(mine && own_segment && mine->add() ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(parent_seg.series_count(), 1U) << "the child published into the parent's table";
+  std::string child_name;
+  for (const auto& n : shm::list_segments(guard.prefix())) {
+    if (n != parent_name) child_name = n;
+  }
+  ASSERT_FALSE(child_name.empty());
+  auto child_seg = Segment::attach(child_name, Segment::Access::kReadOnly);
+  ASSERT_TRUE(child_seg) << child_seg.error().message;
+  EXPECT_EQ(child_seg.value().series_count(), 2U);
+  const auto info = child_seg.value().read_series(1);
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info.value().name, "child.series");
+}
+
 TEST(ClientOptionsTest, EnvironmentOverridesOptions) {
   SegmentGuard guard(unique_prefix());
   auto o = small_options(guard.prefix());
@@ -558,6 +653,310 @@ TEST(ClientTest, DefaultHandleIsInert) {
   Counter none;
   EXPECT_FALSE(none.valid());
   EXPECT_FALSE(none.add());
+}
+
+// ---- values: NaN and the infinities are refused; every finite double goes through unchanged --
+
+TEST(ClientValuesTest, NonFiniteValuesAreRefusedByEveryPushAndCountedAsInvalidValue) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto counter = sut->counter("v.counter");
+  auto gauge = sut->gauge("v.gauge");
+  auto histogram = sut->histogram("v.histogram");
+  auto timing = sut->timing("v.timing");
+  auto set = sut->set("v.set");
+  ASSERT_TRUE(counter && gauge && histogram && timing && set);
+  constexpr std::uint64_t kPushesPerValue = 11;  // 6 handle calls + 5 dynamic calls
+  std::uint64_t accepted = 0;
+
+  for (const double bad : {kNaN, -kNaN, kInf, -kInf}) {
+    accepted += counter->add(bad) ? 1 : 0;
+    accepted += gauge->set(bad) ? 1 : 0;
+    accepted += gauge->add(bad) ? 1 : 0;
+    accepted += histogram->record(bad) ? 1 : 0;
+    accepted += timing->record_ms(bad) ? 1 : 0;
+    accepted += set->add(bad) ? 1 : 0;
+    accepted += sut->count("v.dyn.counter", bad) ? 1 : 0;
+    accepted += sut->gauge_set("v.dyn.gauge", bad) ? 1 : 0;
+    accepted += sut->observe("v.dyn.histogram", bad) ? 1 : 0;
+    accepted += sut->time_ms("v.dyn.timing", bad) ? 1 : 0;
+    accepted += sut->set_add("v.dyn.set", bad) ? 1 : 0;
+  }
+
+  constexpr std::uint64_t kRefused = 4 * kPushesPerValue;
+  EXPECT_EQ(accepted, 0U);
+  const Segment seg = attach(sut.value());
+  EXPECT_EQ(segment_dropped(seg, DropReason::kInvalidValue), kRefused);
+  EXPECT_TRUE(drain_all(seg).empty()) << "no non-finite value entered a ring";
+  const auto stats = sut->stats();
+  EXPECT_EQ(stats.dropped, kRefused);
+  EXPECT_EQ(stats.pushed, 0U) << "refused before reaching a ring";
+  EXPECT_EQ(stats.folded, 0U);
+}
+
+TEST(ClientValuesTest, NonFiniteValueIntoFullRingNeverReachesFoldAccumulators) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));  // counters fold by default
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("fold.guard");
+  ASSERT_TRUE(c);
+  for (std::uint32_t i = 0; i < kSmallRing; ++i) ASSERT_TRUE(c->add(1));
+  constexpr double kFolded = 2.5;
+
+  const bool nan_pushed = c->add(kNaN);
+  const bool inf_pushed = c->add(kInf);
+  const bool finite_pushed = c->add(kFolded);
+
+  EXPECT_FALSE(nan_pushed);
+  EXPECT_FALSE(inf_pushed);
+  EXPECT_TRUE(finite_pushed);
+  const Segment seg = attach(sut.value());
+  const auto& entry = seg.series_entry(c->series_id());
+  EXPECT_EQ(entry.fold_count.load(), 1U);
+  EXPECT_EQ(fold_double(entry.fold_sum_bits), kFolded);
+  EXPECT_EQ(fold_double(entry.fold_min_bits), kFolded);
+  EXPECT_EQ(fold_double(entry.fold_max_bits), kFolded);
+  EXPECT_EQ(segment_dropped(seg, DropReason::kInvalidValue), 2U);
+  const auto rings = total_ring_stats(seg);
+  EXPECT_EQ(rings.pushed, kSmallRing + 1U) << "the refused values never reached the ring";
+  EXPECT_EQ(rings.folded, 1U);
+}
+
+TEST(ClientValuesTest, NonFiniteValueFromThreadWithoutRingIsCountedAsInvalidValue) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.rings = 1;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto c = sut->counter("no.ring");
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->add(1)) << "this thread takes the only ring";
+  bool nan_pushed = true;
+  bool finite_pushed = false;
+
+  std::thread([&] {
+    nan_pushed = c->add(kNaN);
+    finite_pushed = c->add(3);
+  }).join();
+
+  EXPECT_FALSE(nan_pushed);
+  EXPECT_TRUE(finite_pushed) << "a finite value from a thread without a ring folds";
+  const Segment seg = attach(sut.value());
+  EXPECT_EQ(segment_dropped(seg, DropReason::kInvalidValue), 1U);
+  EXPECT_EQ(seg.counters().folded_no_ring, 1U);
+  EXPECT_EQ(fold_double(seg.series_entry(c->series_id()).fold_sum_bits), 3);
+}
+
+TEST(ClientValuesTest, ExtremeFiniteValuesArePushedBitForBit) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.ring_capacity = 16;
+  auto sut = Client::create(o);
+  ASSERT_TRUE(sut);
+  auto g = sut->gauge("extremes");
+  ASSERT_TRUE(g);
+  const std::vector<double> values{DBL_MAX,
+                                   -DBL_MAX,
+                                   DBL_MIN,
+                                   std::numeric_limits<double>::denorm_min(),
+                                   -std::numeric_limits<double>::denorm_min(),
+                                   -0.0,
+                                   0.0,
+                                   -1.5,
+                                   1e308};
+
+  for (const double v : values) ASSERT_TRUE(g->set(v)) << v;
+
+  const auto events = drain_all(attach(sut.value()));
+  ASSERT_EQ(events.size(), values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(std::bit_cast<std::uint64_t>(events[i].value),
+              std::bit_cast<std::uint64_t>(values[i]))
+        << "value " << values[i] << " at " << i;
+  }
+}
+
+TEST(ClientValuesTest, FoldedSumOfHugeValuesOverflowsToInfinity) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Client::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut);
+  auto h = sut->histogram("huge");
+  ASSERT_TRUE(h);
+  for (std::uint32_t i = 0; i < kSmallRing; ++i) ASSERT_TRUE(h->record(1));
+
+  ASSERT_TRUE(h->record(DBL_MAX));
+  ASSERT_TRUE(h->record(DBL_MAX));
+
+  // Documented: each value is finite and accepted; only their folded sum overflows.
+  const Segment seg = attach(sut.value());
+  const auto& entry = seg.series_entry(h->series_id());
+  EXPECT_EQ(entry.fold_count.load(), 2U);
+  EXPECT_EQ(fold_double(entry.fold_sum_bits), kInf);
+  EXPECT_EQ(fold_double(entry.fold_min_bits), DBL_MAX);
+  EXPECT_EQ(fold_double(entry.fold_max_bits), DBL_MAX);
+}
+
+// ---- disabled client: no segment, the service runs on --------------------------------------
+
+TEST(ClientDisabledTest, CreateOrDisabledLogsOneLineNamingReasonDirectoryAndFix) {
+  std::vector<std::string> log_lines;
+  const Options o = unusable_options(unique_prefix(), log_lines);
+
+  const Client sut = Client::create_or_disabled(o);
+
+  EXPECT_FALSE(sut.enabled());
+  ASSERT_NE(sut.creation_error(), nullptr);
+  EXPECT_EQ(sut.creation_error()->code, ErrorCode::kInvalidOptions);
+  EXPECT_NE(sut.creation_error()->message.find("ring capacity is 100"), std::string::npos);
+  ASSERT_EQ(log_lines.size(), 1U);
+  const std::string& line = log_lines[0];
+  EXPECT_EQ(line.rfind("shmstats: metrics disabled for service \"client-test\"", 0), 0U) << line;
+  EXPECT_NE(line.find("/dev/shm"), std::string::npos) << line;
+  EXPECT_NE(line.find("ring capacity is 100"), std::string::npos) << line;
+  EXPECT_NE(line.find("To fix:"), std::string::npos) << line;
+  EXPECT_EQ(line.find('\n'), std::string::npos) << "one line";
+  EXPECT_TRUE(sut.segment_name().empty());
+}
+
+TEST(ClientDisabledTest, CreateStaysStrictForTheSameOptions) {
+  std::vector<std::string> log_lines;
+  const Options o = unusable_options(unique_prefix(), log_lines);
+
+  auto sut = Client::create(o);
+
+  ASSERT_FALSE(sut);
+  EXPECT_EQ(sut.error().code, ErrorCode::kInvalidOptions);
+  EXPECT_TRUE(log_lines.empty()) << "create reports through its Result, not the log";
+}
+
+TEST(ClientDisabledTest, RegistrationSucceedsAndEveryPushIsRefusedAndCounted) {
+  std::vector<std::string> log_lines;
+  Client sut = Client::create_or_disabled(unusable_options(unique_prefix(), log_lines));
+  auto counter = sut.counter("d.counter", {{"k", "v"}});
+  auto gauge = sut.gauge("d.gauge");
+  auto histogram = sut.histogram("d.histogram");
+  auto timing = sut.timing("d.timing");
+  auto set = sut.set("d.set");
+  ASSERT_TRUE(counter && gauge && histogram && timing && set);
+  EXPECT_TRUE(counter->valid());
+  EXPECT_NE(counter->series_id(), gauge->series_id());
+  constexpr int kRounds = 3;
+  constexpr std::uint64_t kPushesPerRound = 11;
+  std::uint64_t accepted = 0;
+
+  for (int i = 0; i < kRounds; ++i) {
+    accepted += counter->add() ? 1 : 0;
+    accepted += gauge->set(1) ? 1 : 0;
+    accepted += gauge->add(1) ? 1 : 0;
+    accepted += histogram->record(1) ? 1 : 0;
+    accepted += timing->record(std::chrono::milliseconds(1)) ? 1 : 0;
+    accepted += set->add(1) ? 1 : 0;
+    accepted += sut.count("d.dyn", 1, {{"k", "v"}}) ? 1 : 0;
+    accepted += sut.gauge_set("d.dyn.g", 1) ? 1 : 0;
+    accepted += sut.observe("d.dyn.h", 1) ? 1 : 0;
+    accepted += sut.time_ms("d.dyn.t", 1) ? 1 : 0;
+    accepted += sut.set_add("bad name", 1) ? 1 : 0;  // disabled first, whatever the series
+  }
+
+  EXPECT_EQ(accepted, 0U);
+  const auto stats = sut.stats();
+  EXPECT_EQ(stats.dropped, kRounds * kPushesPerRound);
+  EXPECT_EQ(stats.pushed, 0U);
+  EXPECT_EQ(stats.folded, 0U);
+  EXPECT_EQ(stats.series, 5U) << "the registered series, none of the dynamic ones";
+  EXPECT_EQ(log_lines.size(), 1U) << "pushes log nothing";
+}
+
+TEST(ClientDisabledTest, RegistrationStillValidatesNamesAndKinds) {
+  std::vector<std::string> log_lines;
+  Client sut = Client::create_or_disabled(unusable_options(unique_prefix(), log_lines));
+  ASSERT_TRUE(sut.counter("same"));
+
+  auto bad_name = sut.counter("has space");
+  auto other_kind = sut.gauge("same");
+  auto again = sut.counter("same");
+
+  ASSERT_FALSE(bad_name);
+  EXPECT_EQ(bad_name.error().code, ErrorCode::kInvalidName);
+  ASSERT_FALSE(other_kind);
+  EXPECT_EQ(other_kind.error().code, ErrorCode::kKindMismatch);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(sut.stats().series, 1U);
+}
+
+TEST(ClientDisabledTest, PushesAllocateNothing) {
+  std::vector<std::string> log_lines;
+  Client sut = Client::create_or_disabled(unusable_options(unique_prefix(), log_lines));
+  auto counter = sut.counter("d.alloc");
+  ASSERT_TRUE(counter);
+  constexpr int kPushes = 1000;
+  const auto before = g_allocations.load();
+
+  for (int i = 0; i < kPushes; ++i) {
+    (void)counter->add();
+    (void)sut.count("d.alloc.dynamic", 1, {{"k", "v"}});
+  }
+
+  EXPECT_EQ(g_allocations.load() - before, 0U);
+  EXPECT_EQ(sut.stats().dropped, 2U * kPushes);
+}
+
+TEST(ClientDisabledTest, ConcurrentPushesAreEachCountedOnce) {
+  std::vector<std::string> log_lines;
+  Client sut = Client::create_or_disabled(unusable_options(unique_prefix(), log_lines));
+  auto counter = sut.counter("d.threads");
+  ASSERT_TRUE(counter);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 10'000;
+  std::atomic<int> accepted{0};
+  std::vector<std::thread> threads;
+
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      Counter mine = counter.value();
+      for (int i = 0; i < kPerThread; ++i) {
+        if (mine.add()) ++accepted;
+        if (sut.count("d.threads.dynamic")) ++accepted;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  EXPECT_EQ(accepted.load(), 0);
+  EXPECT_EQ(sut.stats().dropped, 2U * kThreads * kPerThread);
+}
+
+TEST(ClientDisabledTest, UsableOptionsGiveAnEnabledClientAndNoLogLine) {
+  SegmentGuard guard(unique_prefix());
+  std::vector<std::string> log_lines;
+  Options o = small_options(guard.prefix());
+  o.log = [&log_lines](std::string_view line) { log_lines.emplace_back(line); };
+
+  Client sut = Client::create_or_disabled(o);
+
+  EXPECT_TRUE(sut.enabled());
+  EXPECT_EQ(sut.creation_error(), nullptr);
+  EXPECT_TRUE(log_lines.empty());
+  EXPECT_FALSE(sut.segment_name().empty());
+  auto c = sut.counter("enabled");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->add());
+}
+
+TEST(ClientDisabledTest, BadEnvironmentDisablesInsteadOfFailing) {
+  std::vector<std::string> log_lines;
+  Options o = small_options(unique_prefix());
+  o.read_environment = true;
+  o.log = [&log_lines](std::string_view line) { log_lines.emplace_back(line); };
+  ::setenv("SHMSTATS_RINGS", "lots", 1);
+
+  Client sut = Client::create_or_disabled(o);
+  ::unsetenv("SHMSTATS_RINGS");
+
+  EXPECT_FALSE(sut.enabled());
+  ASSERT_EQ(log_lines.size(), 1U);
+  EXPECT_NE(log_lines[0].find("SHMSTATS_RINGS=\"lots\""), std::string::npos) << log_lines[0];
 }
 
 }  // namespace

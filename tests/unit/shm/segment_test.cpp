@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
+#include <string>
 
 #include "tests/support/support.h"
 
@@ -225,6 +227,43 @@ TEST(SegmentReadTest, ReadSeriesBoundsChecksUntrustedEntries) {
   EXPECT_NE(sut.error().message.find("runs past the string pool"), std::string::npos);
   EXPECT_FALSE(seg.read_series(1));  // not published
   EXPECT_FALSE(seg.read_series(1u << 30));
+}
+
+TEST(DropReasonTest, EveryReasonHasItsOwnName) {
+  std::set<std::string> names;
+
+  for (std::size_t i = 0; i < kDropReasonCount; ++i) {
+    const std::string name = to_string(static_cast<DropReason>(i));
+    EXPECT_NE(name, "unknown") << "reason " << i;
+    EXPECT_TRUE(names.insert(name).second) << name << " twice";
+  }
+
+  EXPECT_STREQ(to_string(DropReason::kInvalidValue), "invalid_value");
+  EXPECT_STREQ(to_string(DropReason::kDisabled), "disabled");
+  EXPECT_STREQ(to_string(DropReason::kCount), "unknown");
+}
+
+TEST(SegmentCountersTest, InvalidValueDropsAreReadBackByReason) {
+  SegmentGuard guard(unique_prefix());
+  auto sut = Segment::create(small_options(guard.prefix()));
+  ASSERT_TRUE(sut) << sut.error().message;
+  constexpr std::uint64_t kInvalidValues = 3;
+  constexpr std::uint64_t kFoldedNoRing = 2;
+  constexpr std::uint64_t kRingFolded = 5;
+  auto& h = sut.value().header();
+  h.dropped[static_cast<std::size_t>(DropReason::kInvalidValue)].store(kInvalidValues);
+  h.folded_no_ring.store(kFoldedNoRing);
+  sut.value().ring_header(0).folded.store(kRingFolded);
+  sut.value().ring_header(0).dropped[static_cast<std::size_t>(DropReason::kInvalidValue)].store(1);
+
+  const SegmentCounters counters = sut.value().counters();
+  const RingStats ring = sut.value().ring_stats(0);
+
+  EXPECT_EQ(counters.dropped[static_cast<std::size_t>(DropReason::kInvalidValue)], kInvalidValues);
+  EXPECT_EQ(counters.folded_no_ring, kFoldedNoRing);
+  EXPECT_EQ(ring.folded, kRingFolded);
+  EXPECT_EQ(ring.dropped[static_cast<std::size_t>(DropReason::kInvalidValue)], 1U);
+  EXPECT_EQ(ring.dropped_total(), 1U);
 }
 
 TEST(OwnerStatusTest, TellsLiveOwnerFromDeadOrReusedPid) {

@@ -82,6 +82,41 @@ TEST(SeriesValidationTest, RejectsPipeAndCommaInValuesButAcceptsColonAndHash) {
   EXPECT_TRUE(check("m", {{"k", "a:b#c"}}));
 }
 
+TEST(SeriesValidationTest, TagPartLimitCountsBytesNotCharacters) {
+  std::string at_limit;
+  for (std::size_t i = 0; i < kMaxTagPartBytes / 2; ++i) at_limit += "\xC3\xA9";  // U+00E9
+  const std::string over = at_limit + "a";
+
+  EXPECT_TRUE(check("m", {{"k", at_limit}}));
+  const auto r = check("m", {{"k", over}});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+  EXPECT_NE(r.error().message.find("65 bytes"), std::string::npos) << r.error().message;
+}
+
+TEST(SeriesValidationTest, RejectsControlCharactersInKeys) {
+  for (const std::string& bad :
+       {std::string("a\tb"), std::string("\0", 1), std::string("\x7f"), std::string("a\xC2\x85")}) {
+    const auto r = check("m", {{bad, "v"}});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+    EXPECT_NE(r.error().message.find("key"), std::string::npos);
+    EXPECT_NE(r.error().message.find("control character"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, RejectsC1ControlCharactersButAcceptsTheNextCodePoint) {
+  // U+0080 .. U+009F are C2 80 .. C2 9F; U+00A0 (no-break space) is C2 A0.
+  for (const char* bad : {"\xC2\x80", "x\xC2\x85y", "\xC2\x9F"}) {
+    const auto r = check("m", {{"k", bad}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, Errc::kInvalidTag);
+    EXPECT_NE(r.error().message.find("control character U+00"), std::string::npos)
+        << r.error().message;
+  }
+  EXPECT_TRUE(check("m", {{"k", "\xC2\xA0"}}));
+}
+
 TEST(SeriesValidationTest, RejectsControlCharacters) {
   for (const std::string& bad :
        {std::string("a\nb"), std::string("a\0b", 3), std::string("\x7f")}) {
@@ -103,6 +138,32 @@ TEST(SeriesValidationTest, RejectsInvalidUtf8) {
   }
 }
 
+TEST(SeriesValidationTest, RejectsEveryFormOfInvalidUtf8InKeysAndValues) {
+  for (const char* bad :
+       {"\xE0\x80\xAF" /* overlong 3-byte '/' */, "\xF0\x80\x80\xAF" /* overlong 4-byte '/' */,
+        "\xED\xBF\xBF" /* low surrogate U+DFFF */, "\xF0\x9F\x98" /* truncated 4-byte */,
+        "a\xE2" /* truncated at end */, "\x80" /* continuation without a lead byte */,
+        "\xF8\x88\x80\x80\x80"
+        /* 5-byte form */}) {
+    const auto as_value = check("m", {{"k", bad}});
+    const auto as_key = check("m", {{bad, "v"}});
+    ASSERT_FALSE(as_value);
+    ASSERT_FALSE(as_key);
+    EXPECT_NE(as_value.error().message.find("not valid UTF-8"), std::string::npos);
+    EXPECT_NE(as_key.error().message.find("not valid UTF-8"), std::string::npos);
+  }
+}
+
+TEST(SeriesValidationTest, AcceptsUtf8AtTheCodePointBoundaries) {
+  for (const char* good :
+       {"\xC2\xA0" /* U+00A0 */, "\xDF\xBF" /* U+07FF */, "\xE0\xA0\x80" /* U+0800 */,
+        "\xED\x9F\xBF" /* U+D7FF */, "\xEE\x80\x80" /* U+E000 */, "\xEF\xBF\xBF" /* U+FFFF */,
+        "\xF0\x90\x80\x80" /* U+10000 */, "\xF4\x8F\xBF\xBF" /* U+10FFFF */}) {
+    const auto r = check("m", {{good, good}});
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+  }
+}
+
 TEST(SeriesValidationTest, RejectsSeriesWhoseTextExceedsTheDatagramBudget) {
   const std::string name(kMaxNameBytes, 'n');
   std::vector<std::string> keys;
@@ -120,6 +181,30 @@ TEST(SeriesValidationTest, RejectsSeriesWhoseTextExceedsTheDatagramBudget) {
   for (const auto& k : keys) short_tags.push_back({std::string_view(k).substr(0, 8), "v"});
   const auto fits = check(name, short_tags);
   EXPECT_TRUE(fits) << (fits ? "" : fits.error().message);
+}
+
+TEST(SeriesValidationTest, SeriesTextExactlyAtTheBudgetIsAcceptedAndOneByteMoreIsNot) {
+  // 200-byte name + 8 tags of (1 + 64 + 1 + 37) bytes = 1024.
+  constexpr std::size_t kTags = 8;
+  constexpr std::size_t kValueBytes = 37;
+  const std::string name(kMaxNameBytes, 'n');
+  std::vector<std::string> keys;
+  for (std::size_t i = 0; i < kTags; ++i) {
+    keys.push_back(std::string(kMaxTagPartBytes, static_cast<char>('a' + i)));
+  }
+  const std::string value(kValueBytes, 'v');
+  const std::string longer(kValueBytes + 1, 'v');
+  std::vector<TagView> tags;
+  for (const auto& k : keys) tags.push_back({k, value});
+
+  const auto at_budget = check(name, tags);
+  tags.back().value = longer;
+  const auto over = check(name, tags);
+
+  EXPECT_TRUE(at_budget) << (at_budget ? "" : at_budget.error().message);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, Errc::kSeriesTooLarge);
+  EXPECT_NE(over.error().message.find("1025 bytes"), std::string::npos) << over.error().message;
 }
 
 TEST(SeriesValidationTest, RejectsDuplicateKeys) {
