@@ -68,9 +68,12 @@ struct ProducerEnv {
 };
 ProducerEnv g_producer;
 
-void open_producer(bool with_consumer, std::int64_t poll_gap_us, int consumer_cpu) {
+void open_producer(bool with_consumer, std::int64_t poll_gap_us, int consumer_cpu,
+                   Timestamps timestamps = Timestamps::kProducer) {
   g_producer.error.clear();
-  auto client = Client::create(bench_options());
+  Options options = bench_options();
+  options.timestamps = timestamps;
+  auto client = Client::create(options);
   if (!client) {
     g_producer.error = "Client::create: " + client.error().message;
     return;
@@ -137,6 +140,9 @@ void setup_drained_producer(const benchmark::State& state) {
   open_producer(true, state.range(1), consumer_cpu(placement_of(state)));
 }
 void setup_undrained_producer(const benchmark::State&) { open_producer(false, 0, -1); }
+void setup_drained_unstamped_producer(const benchmark::State& state) {
+  open_producer(true, state.range(1), consumer_cpu(placement_of(state)), Timestamps::kCollector);
+}
 
 void teardown_producer(const benchmark::State&) {
   g_producer.consumer.stop();
@@ -210,6 +216,16 @@ BENCHMARK(BM_ProducerCounterPush)
     ->Setup(setup_drained_producer)
     ->Teardown(teardown_producer)
     ->Apply(single_producer_modes)
+    ->UseRealTime();
+
+// The same push with Timestamps::kCollector: no clock read, the collector stamps the drain time.
+void BM_ProducerCounterPushUnstamped(benchmark::State& state) { BM_ProducerCounterPush(state); }
+BENCHMARK(BM_ProducerCounterPushUnstamped)
+    ->Setup(setup_drained_unstamped_producer)
+    ->Teardown(teardown_producer)
+    ->ArgNames({"wait_for_room", "poll_gap_us", "placement"})
+    ->Args({1, 0, kSameCore})
+    ->Args({1, 0, kSplit})
     ->UseRealTime();
 BENCHMARK(BM_ProducerCounterPush)
     ->Setup(setup_drained_producer)

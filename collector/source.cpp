@@ -113,6 +113,7 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
   thread_local std::vector<shm::Event> scratch(kScratchEvents);
   result.fill_before = reader.size_estimate();
   const auto source = static_cast<shm::ClockSource>(segment_.header().clock_source);
+  std::int64_t drained_at = 0;
   while (result.events < budget) {
     const std::size_t want = std::min(budget - result.events, scratch.size());
     const shm::PollResult got = reader.poll(std::span(scratch.data(), want));
@@ -137,8 +138,12 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
         ++invalid_events_;
         continue;
       }
-      batch.points.push_back(proto::Point{def, static_cast<shm::Kind>(ev.kind), ev.value,
-                                          ev.sample_rate, clock.to_unix_ns(ev.ts, source)});
+      // ts 0: the producer does not stamp its events (Timestamps::kCollector); they get the
+      // time they were drained, read once per drain.
+      if (ev.ts == 0 && drained_at == 0) drained_at = clock.now_unix_ns();
+      const std::int64_t time = ev.ts == 0 ? drained_at : clock.to_unix_ns(ev.ts, source);
+      batch.points.push_back(
+          proto::Point{def, static_cast<shm::Kind>(ev.kind), ev.value, ev.sample_rate, time});
     }
     result.events += got.count;
     drained_ += got.count;

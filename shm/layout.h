@@ -127,7 +127,8 @@ struct Event {
   float sample_rate;  // (0, 1]; 1 unless sampling kept this event for others
   std::uint32_t reserved1;
   double value;
-  std::uint64_t ts;  // ticks of header.clock_source (TSC on x86-64)
+  std::uint64_t ts;  // ticks of header.clock_source (TSC on x86-64); 0: not stamped by the
+                     // producer (Timestamps::kCollector), the collector uses its drain time
 };
 static_assert(sizeof(Event) == 32);
 static_assert(std::is_trivially_copyable_v<Event>);

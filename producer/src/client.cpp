@@ -186,6 +186,19 @@ Result<bool> apply_environment(Options& o) {
     auto r = parse_overflow(text, o.overflow);
     if (!r) return r.error();
   }
+  if (const char* text = std::getenv("SHMSTATS_TIMESTAMPS")) {
+    const std::string_view t(text);
+    if (t == "producer") {
+      o.timestamps = Timestamps::kProducer;
+    } else if (t == "collector") {
+      o.timestamps = Timestamps::kCollector;
+    } else {
+      return Error{ErrorCode::kInvalidOptions,
+                   fmt::format("environment variable SHMSTATS_TIMESTAMPS=\"{}\" is not one of "
+                               "producer, collector",
+                               shm::escape_for_message(t))};
+    }
+  }
   if (const char* text = std::getenv("SHMSTATS_SERVICE")) o.service = text;
   if (const char* text = std::getenv("SHMSTATS_SHM_PREFIX")) o.shm_prefix = text;
   return true;
@@ -257,6 +270,7 @@ MadeState make_client_state(Options options) {
   st->sample_threshold = options.ring_capacity / 4 * 3;
   st->keep_one_in = options.sample_keep_one_in;
   st->sample_rate = 1.0F / static_cast<float>(options.sample_keep_one_in);
+  st->stamp_events = options.timestamps != Timestamps::kCollector;
   resolve_overflow(*st);
   register_live(st.get());
   return {std::move(st), std::nullopt};

@@ -53,6 +53,11 @@ void ensure_reaper() {
   (void)reaper;
 }
 
+// The event's timestamp: the TSC, or 0 ("stamp when drained") for Timestamps::kCollector.
+std::uint64_t event_ticks(const ClientState& st) noexcept {
+  return st.stamp_events ? shm::now_ticks() : 0;
+}
+
 std::uint64_t bits_of(double v) noexcept { return std::bit_cast<std::uint64_t>(v); }
 double double_of(std::uint64_t b) noexcept { return std::bit_cast<double>(b); }
 
@@ -159,13 +164,13 @@ std::uint8_t resolve_overflow(const ClientState& st, const HandleData& h,
   // Called only if the event goes in, so dropping or folding does not read the clock.
   const auto make_words = [&]() noexcept {
     return shm::detail::make_slot_words(h.series_id, kind, h.flags, sample_rate, value,
-                                        shm::now_ticks());
+                                        event_ticks(st));
   };
   DropReason reason = DropReason::kRingFull;
   switch (static_cast<Overflow>(overflow)) {
     case Overflow::kDropOldest:
       if (tr.writer.push_overwrite(
-              shm::Event{h.series_id, kind, h.flags, 0, 1.0F, 0, value, shm::now_ticks()})) {
+              shm::Event{h.series_id, kind, h.flags, 0, 1.0F, 0, value, event_ticks(st)})) {
         bump(ring.dropped[static_cast<int>(DropReason::kOldestOverwritten)]);
       }
       return true;
@@ -225,7 +230,7 @@ inline bool push_to_ring(ClientState& st, ThreadRing& tr, const HandleData& h, s
   }
   if (tr.writer.try_push_cached(room, [&]() noexcept {
         return shm::detail::make_slot_words(h.series_id, kind, h.flags, 1.0F, value,
-                                            shm::now_ticks());
+                                            event_ticks(st));
       })) [[likely]] {
     return true;
   }

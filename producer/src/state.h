@@ -45,6 +45,7 @@ struct ClientState {
   std::uint64_t sample_threshold = 0;  // sampling starts above this fill
   std::uint32_t keep_one_in = 1;
   float sample_rate = 1.0F;
+  bool stamp_events = true;  // Timestamps::kProducer; else events carry ts 0 (collector stamps)
   std::array<std::uint8_t, shm::kMaxKind + 1> overflow_for_kind{};  // resolved kDefault
   std::uint32_t series_capacity = 0;  // registration limits, also kept by a disabled client
   std::uint32_t strings_size = 0;

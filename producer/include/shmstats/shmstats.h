@@ -94,6 +94,16 @@ enum class Overflow : std::uint8_t {
 
 enum class Priority : std::uint8_t { kNormal = 0, kHigh = 1 };
 
+// Where an event's time comes from.
+enum class Timestamps : std::uint8_t {
+  // Each push reads the CPU's time-stamp counter: the event's own time, and end-to-end latency
+  // measured from it. The clock read is most of a push's cost (BENCHMARKS.md).
+  kProducer = 0,
+  // No clock read on the push: the collector stamps each event with the time it drained it. The
+  // time an event waited in its ring (normally well under a millisecond, up to the ring's depth
+  // under load) is then not seen, in event times nor in latency.
+  kCollector = 1,
+};
 
 struct Tag {
   std::string_view key;
@@ -124,7 +134,8 @@ using LogSink = std::function<void(std::string_view line)>;
 // Options; each can be overridden by an environment variable (read when the Client is created):
 //   SHMSTATS_SERVICE, SHMSTATS_RINGS, SHMSTATS_RING_CAPACITY, SHMSTATS_SERIES_CAPACITY,
 //   SHMSTATS_STRINGS_BYTES, SHMSTATS_OVERFLOW (default|fold|drop_newest|drop_oldest|priority|
-//   sampled), SHMSTATS_SAMPLE_KEEP_ONE_IN, SHMSTATS_SHM_MODE (0600|0640|0660), SHMSTATS_SHM_PREFIX.
+//   sampled), SHMSTATS_SAMPLE_KEEP_ONE_IN, SHMSTATS_SHM_MODE (0600|0640|0660), SHMSTATS_SHM_PREFIX,
+//   SHMSTATS_TIMESTAMPS (producer|collector).
 struct Options {
   std::string service;                 // empty: the program name
   std::uint32_t rings = 16;            // producer threads with a ring of their own
@@ -135,6 +146,7 @@ struct Options {
   std::uint32_t sample_keep_one_in = 10;
   std::uint32_t mode = 0600;
   std::string shm_prefix = "shmstats";
+  Timestamps timestamps = Timestamps::kProducer;
   bool read_environment = true;
   // Where a client that goes disabled writes its one line (why, the shared-memory directory, what
   // to do): create_or_disabled, or a forked child that cannot make its segment. Empty: stderr.

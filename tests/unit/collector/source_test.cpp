@@ -68,5 +68,35 @@ TEST(SourceDrainTest, NonFiniteValueInARingIsCountedInvalidAndNotForwarded) {
   EXPECT_EQ(stats.drained, 2U + kNonFinite);
 }
 
+TEST(SourceDrainTest, UnstampedEventsGetTheirDrainTime) {
+  SegmentGuard guard(unique_prefix());
+  Options o;
+  o.shm_prefix = guard.prefix();
+  o.rings = 1;
+  o.ring_capacity = 64;
+  o.timestamps = Timestamps::kCollector;
+  o.read_environment = false;
+  auto producer = Client::create(o);
+  ASSERT_TRUE(producer) << producer.error().message;
+  auto counter = producer->counter("unstamped.total");
+  ASSERT_TRUE(counter);
+  constexpr int kEvents = 3;
+  for (int i = 0; i < kEvents; ++i) ASSERT_TRUE(counter->add(1));
+  auto opened = Source::open(producer->segment_name(), AttachPolicy{});
+  ASSERT_TRUE(opened) << opened.error().message;
+  const ClockMap clock = ClockMap::calibrate();
+  Batch batch;
+  const std::int64_t before = clock.now_unix_ns();
+
+  (void)opened.value()->drain_ring(0, kEvents, clock, 1, batch);
+
+  const std::int64_t after = clock.now_unix_ns();
+  ASSERT_EQ(batch.points.size(), static_cast<std::size_t>(kEvents));
+  for (const auto& p : batch.points) {
+    EXPECT_GE(p.time_unix_ns, before);
+    EXPECT_LE(p.time_unix_ns, after);
+  }
+}
+
 }  // namespace
 }  // namespace shmstats::collector

@@ -157,6 +157,46 @@ TEST(ClientTest, PushedEventCarriesSeriesKindValueAndTimestamp) {
   EXPECT_EQ(info.value().kind, shm::Kind::kTiming);
 }
 
+TEST(ClientTest, CollectorTimestampsLeaveEveryEventUnstamped) {
+  SegmentGuard guard(unique_prefix());
+  auto options = small_options(guard.prefix(), Overflow::kDropOldest);
+  options.timestamps = Timestamps::kCollector;
+  auto sut = Client::create(options);
+  ASSERT_TRUE(sut) << sut.error().message;
+  auto counter = sut->counter("unstamped.total");
+  ASSERT_TRUE(counter);
+
+  // The fast path, then the full ring's drop-oldest path, which builds its event elsewhere.
+  for (std::uint32_t i = 0; i < kSmallRing + 2; ++i) ASSERT_TRUE(counter->add(1));
+
+  const Segment seg = attach(sut.value());
+  const auto events = drain_all(seg);
+  ASSERT_EQ(events.size(), kSmallRing);
+  for (const auto& ev : events) EXPECT_EQ(ev.ts, 0U) << "0 means: the collector stamps it";
+}
+
+TEST(ClientOptionsTest, TimestampsComeFromTheEnvironmentAndABadValueIsNamed) {
+  SegmentGuard guard(unique_prefix());
+  auto o = small_options(guard.prefix());
+  o.read_environment = true;
+  ::setenv("SHMSTATS_TIMESTAMPS", "collector", 1);
+  auto sut = Client::create(o);
+  ::setenv("SHMSTATS_TIMESTAMPS", "sundial", 1);
+  auto bad = Client::create(o);
+  ::unsetenv("SHMSTATS_TIMESTAMPS");
+  ASSERT_TRUE(sut) << sut.error().message;
+  auto counter = sut->counter("env.stamped");
+  ASSERT_TRUE(counter);
+  ASSERT_TRUE(counter->add(1));
+
+  const auto events = drain_all(attach(sut.value()));
+  ASSERT_EQ(events.size(), 1U);
+  EXPECT_EQ(events[0].ts, 0U);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidOptions);
+  EXPECT_NE(bad.error().message.find("SHMSTATS_TIMESTAMPS=\"sundial\""), std::string::npos);
+}
+
 TEST(ClientTest, GaugeSetAndAddUseTheirOwnEventKinds) {
   SegmentGuard guard(unique_prefix());
   auto sut = Client::create(small_options(guard.prefix()));
