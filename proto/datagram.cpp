@@ -316,7 +316,12 @@ EncodeStats Encoder::encode(std::span<const Point> points, std::span<const Aggre
       std::size_t new_def = 0;
       const std::uint32_t index = index_for(p.series, new_def);
       const bool first = batch.event_value_size() == 0;
-      const std::int64_t delta = first ? 0 : p.time_unix_ns - last_time;
+      // Unsigned arithmetic: times further apart than int64 allows (an untrusted segment's
+      // timestamps) wrap, and the decoder's wrapping sum restores them exactly.
+      const std::int64_t delta =
+          first ? 0
+                : static_cast<std::int64_t>(static_cast<std::uint64_t>(p.time_unix_ns) -
+                                            static_cast<std::uint64_t>(last_time));
       const bool rate_needed = p.sample_rate != 1.0F;
       const bool kind_needed = p.kind != p.series->kind;
       BatchSizer probe = sizer;

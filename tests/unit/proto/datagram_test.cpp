@@ -111,6 +111,25 @@ TEST(DatagramTest, RoundTripsEventsAggregatesAndHeader) {
 // Issue #5, found by fuzz_datagram: the time delta between two events was a signed subtraction
 // that overflowed (undefined behaviour) for times more than 2^63 ns apart, which the timestamps of
 // an untrusted segment can be.
+TEST(DatagramTest, EncoderTimeDeltaDoesNotOverflowForTimesFarApart) {
+  auto sut = make_encoder();
+  const SeriesDef counter = typical(1);
+  constexpr std::int64_t kEarliest = std::numeric_limits<std::int64_t>::min() + 1;
+  constexpr std::int64_t kLatest = std::numeric_limits<std::int64_t>::max();
+  const std::vector<Point> points = {{&counter, shm::Kind::kCounter, 1, 1.0F, kEarliest},
+                                     {&counter, shm::Kind::kCounter, 2, 1.0F, kLatest},
+                                     {&counter, shm::Kind::kCounter, 3, 1.0F, kEarliest}};
+  std::vector<std::string> out;
+  const auto stats = sut.encode(points, {}, 1, out);
+  ASSERT_EQ(out.size(), 1U);
+  EXPECT_EQ(stats.points, points.size());
+  const auto d = decode_all(out).at(0);
+  ASSERT_EQ(d.events.size(), points.size());
+  EXPECT_EQ(d.events[0].time_unix_ns, kEarliest);
+  EXPECT_EQ(d.events[1].time_unix_ns, kLatest);
+  EXPECT_EQ(d.events[2].time_unix_ns, kEarliest);
+}
+
 // Splits into as many datagrams as needed; each stays within the limit and decodes on its own.
 void check_split(const std::vector<SeriesDef>& defs, std::size_t max_bytes, std::size_t n_points,
                  std::size_t min_per_datagram) {
