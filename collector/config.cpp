@@ -198,6 +198,42 @@ std::string env_name(const std::string& key) {
   return e;
 }
 
+// Applies every key of a parsed TOML document; `origin` names the document in errors.
+shm::Result<void> apply_toml_table(const toml::table& doc, std::string_view origin,
+                                   const std::map<std::string, Setter>& table, Config& config) {
+  for (const auto& [k, node] : doc) {
+    const std::string key(k.str());
+    const auto it = table.find(key);
+    if (it == table.end()) {
+      return shm::Error{shm::Errc::kInvalidOptions,
+                        fmt::format("unknown key \"{}\" in {}", key, origin)};
+    }
+    std::string text;
+    if (const auto* s = node.as_string()) {
+      text = s->get();
+    } else if (const auto* i = node.as_integer()) {
+      text = std::to_string(i->get());
+    } else if (const auto* b = node.as_boolean()) {
+      text = b->get() ? "true" : "false";
+    } else if (const auto* arr = node.as_array()) {
+      for (const auto& el : *arr) {
+        if (!text.empty()) text += ",";
+        if (const auto* ii = el.as_integer()) text += std::to_string(ii->get());
+      }
+    } else {
+      return bad(key, origin, "?", "expected a string, number, boolean or array");
+    }
+    if (auto r = it->second(config, text); !r) return bad(key, origin, text, r.error().message);
+  }
+  return shm::success();
+}
+
+shm::Error toml_error(std::string_view origin, const toml::parse_error& e) {
+  return shm::Error{
+      shm::Errc::kInvalidOptions,
+      fmt::format("{}: {} (line {})", origin, e.description(), e.source().begin.line)};
+}
+
 }  // namespace
 
 shm::Result<HostPort> parse_endpoint(const std::string& text) {
@@ -240,6 +276,14 @@ shm::Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
                       "expected a duration like 250ms, 2s, 1m or a number of milliseconds"};
   }
   return std::chrono::milliseconds(n.value() * scale);
+}
+
+shm::Result<void> apply_toml(std::string_view text, std::string_view origin, Config& config) {
+  try {
+    return apply_toml_table(toml::parse(text, origin), origin, setters(), config);
+  } catch (const toml::parse_error& e) {
+    return toml_error(origin, e);
+  }
 }
 
 shm::Result<Config> load_config(int argc, const char* const* argv, std::string& help) {
@@ -298,37 +342,12 @@ shm::Result<Config> load_config(int argc, const char* const* argv, std::string& 
   }
   if (!config_file.empty()) {
     try {
-      const toml::table doc = toml::parse_file(config_file);
-      for (const auto& [k, node] : doc) {
-        const std::string key(k.str());
-        const auto it = table.find(key);
-        if (it == table.end()) {
-          return shm::Error{shm::Errc::kInvalidOptions,
-                            fmt::format("unknown key \"{}\" in {}", key, config_file)};
-        }
-        std::string text;
-        if (const auto* s = node.as_string()) {
-          text = s->get();
-        } else if (const auto* i = node.as_integer()) {
-          text = std::to_string(i->get());
-        } else if (const auto* b = node.as_boolean()) {
-          text = b->get() ? "true" : "false";
-        } else if (const auto* arr = node.as_array()) {
-          for (const auto& el : *arr) {
-            if (!text.empty()) text += ",";
-            if (const auto* ii = el.as_integer()) text += std::to_string(ii->get());
-          }
-        } else {
-          return bad(key, config_file, "?", "expected a string, number, boolean or array");
-        }
-        if (auto r = it->second(config, text); !r) {
-          return bad(key, config_file, text, r.error().message);
-        }
+      if (auto r = apply_toml_table(toml::parse_file(config_file), config_file, table, config);
+          !r) {
+        return r.error();
       }
     } catch (const toml::parse_error& e) {
-      return shm::Error{
-          shm::Errc::kInvalidOptions,
-          fmt::format("{}: {} (line {})", config_file, e.description(), e.source().begin.line)};
+      return toml_error(config_file, e);
     }
   }
   for (const auto& [key, set] : table) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shm/result.h"
@@ -51,6 +52,10 @@ struct Config {
 // Parses argv (and the TOML file and environment it points to). `help` receives the --help
 // text when asked (then the result is an error with an empty message and code kNotFound).
 shm::Result<Config> load_config(int argc, const char* const* argv, std::string& help);
+
+// Applies the keys of a TOML document over `config`, as load_config does with the --config file;
+// `origin` names the document in errors. The entry point of the configuration fuzzer.
+shm::Result<void> apply_toml(std::string_view text, std::string_view origin, Config& config);
 
 // "HOST:PORT" or "[v6]:PORT"; port 0 allowed (pick any).
 shm::Result<HostPort> parse_endpoint(const std::string& text);

@@ -23,8 +23,14 @@
 namespace shmstats::shm {
 namespace bip = boost::interprocess;
 
+// A /dev/shm mapping, or (for Segment::view) memory the caller owns: then `region` is empty.
 struct Segment::Mapping {
   bip::mapped_region region;
+  void* view_base = nullptr;
+  std::size_t view_size = 0;
+
+  void* address() const noexcept { return view_base != nullptr ? view_base : region.get_address(); }
+  std::size_t size() const noexcept { return view_base != nullptr ? view_size : region.get_size(); }
 };
 
 namespace {
@@ -357,6 +363,20 @@ Result<Segment> Segment::attach(std::string_view name, Access access) {
   return Segment(std::move(mapping), n, access, geometry.value());
 }
 
+Result<Segment> Segment::view(void* base, std::size_t size) {
+  if (base == nullptr || reinterpret_cast<std::uintptr_t>(base) % alignof(SegmentHeader) != 0) {
+    return Error{
+        Errc::kInvalidOptions,
+        fmt::format("a segment view needs memory aligned to {} bytes", alignof(SegmentHeader))};
+  }
+  auto geometry = validate_segment(base, size);
+  if (!geometry) return geometry.error();
+  auto mapping = std::make_unique<Mapping>();
+  mapping->view_base = base;
+  mapping->view_size = size;
+  return Segment(std::move(mapping), std::string(), Access::kReadWrite, geometry.value());
+}
+
 Result<Geometry> validate_segment(const void* base, std::size_t size) {
   if (size < sizeof(SegmentHeader)) {
     return Error{Errc::kInvalidSegment,
@@ -439,14 +459,14 @@ Segment::Segment(Segment&&) noexcept = default;
 Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
-std::size_t Segment::mapped_size() const noexcept { return mapping_->region.get_size(); }
+std::size_t Segment::mapped_size() const noexcept { return mapping_->size(); }
 
 SegmentHeader& Segment::header() const noexcept {
-  return *static_cast<SegmentHeader*>(mapping_->region.get_address());
+  return *static_cast<SegmentHeader*>(mapping_->address());
 }
 
 RingHeader& Segment::ring_header(std::uint32_t index) const noexcept {
-  auto* base = static_cast<unsigned char*>(mapping_->region.get_address());
+  auto* base = static_cast<unsigned char*>(mapping_->address());
   return *reinterpret_cast<RingHeader*>(base + geometry_.rings_offset() +
                                         std::uint64_t{index} * geometry_.ring_stride());
 }
@@ -465,13 +485,13 @@ RingReader Segment::ring_reader(std::uint32_t index) const noexcept {
 }
 
 SeriesEntry& Segment::series_entry(std::uint32_t id) const noexcept {
-  auto* base = static_cast<unsigned char*>(mapping_->region.get_address());
+  auto* base = static_cast<unsigned char*>(mapping_->address());
   return *reinterpret_cast<SeriesEntry*>(base + geometry_.series_offset() +
                                          std::uint64_t{id} * sizeof(SeriesEntry));
 }
 
 char* Segment::strings() const noexcept {
-  auto* base = static_cast<char*>(mapping_->region.get_address());
+  auto* base = static_cast<char*>(mapping_->address());
   return base + geometry_.strings_offset();
 }
 

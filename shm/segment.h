@@ -85,14 +85,19 @@ struct SeriesInfo {
   std::vector<std::pair<std::string, std::string>> tags;  // sorted by key
 };
 
-// A mapped segment whose header passed validation. Created by the producer (create) or by a
-// reader (attach); either way the geometry accessors below are safe to use.
+// A mapped segment whose header passed validation. Created by the producer (create), by a
+// reader (attach) or over memory the caller owns (view); either way the geometry accessors below
+// are safe to use.
 class Segment {
  public:
   enum class Access { kReadOnly, kReadWrite };
 
   static Result<Segment> create(const SegmentOptions& options, std::uint32_t sequence = 0);
   static Result<Segment> attach(std::string_view name, Access access);
+  // A read-write Segment over `size` bytes at `base` that the caller owns, aligned to
+  // kCacheLine and alive as long as the Segment: a copy of a segment (tests) or a fuzzer's
+  // buffer. Validated exactly like attach; name() is empty.
+  static Result<Segment> view(void* base, std::size_t size);
 
   Segment(Segment&&) noexcept;
   Segment& operator=(Segment&&) noexcept;

@@ -132,6 +132,23 @@ TEST(CollectorConfigTest, ParsesDurationsAndUidLists) {
   EXPECT_EQ(sut.value().allowed_uids, (std::vector<uid_t>{1000, 1001}));
 }
 
+TEST(CollectorConfigTest, ApplyTomlTakesTextLikeTheConfigFile) {
+  Config sut;
+  const auto applied = apply_toml("batch_size = 7\nallowed_uids = [5, 6]\n", "inline", sut);
+  ASSERT_TRUE(applied) << applied.error().message;
+  EXPECT_EQ(sut.batch_size, 7U);
+  EXPECT_EQ(sut.allowed_uids, (std::vector<uid_t>{5, 6}));
+  const auto unknown = apply_toml("no_such_key = 1\n", "inline", sut);
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown key \"no_such_key\" in inline"),
+            std::string::npos)
+      << unknown.error().message;
+  const auto malformed = apply_toml("batch_size = 1\nudp = \"open\n", "inline", sut);
+  ASSERT_FALSE(malformed);
+  EXPECT_NE(malformed.error().message.find("line 2"), std::string::npos)
+      << malformed.error().message;
+}
+
 TEST(CollectorConfigTest, HelpIsReturnedNotAnError) {
   Args a({"--help"});
   std::string help;

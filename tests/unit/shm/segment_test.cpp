@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <string>
 
@@ -264,6 +267,59 @@ TEST(SegmentCountersTest, InvalidValueDropsAreReadBackByReason) {
   EXPECT_EQ(ring.folded, kRingFolded);
   EXPECT_EQ(ring.dropped[static_cast<std::size_t>(DropReason::kInvalidValue)], 1U);
   EXPECT_EQ(ring.dropped_total(), 1U);
+}
+
+// small_options with the smallest string pool: the whole segment fits in a CopiedSegment.
+SegmentOptions copyable_options(const std::string& prefix) {
+  auto o = small_options(prefix);
+  o.strings_size = static_cast<std::uint32_t>(kMaxSeriesTextBytes);
+  return o;
+}
+
+// Memory aligned like a mapping, holding a copy of `source`'s segment.
+struct alignas(kCacheLine) CopiedSegment {
+  explicit CopiedSegment(const Segment& source) : size(source.mapped_size()) {
+    std::memcpy(bytes, &source.header(), std::min(size, sizeof(bytes)));
+  }
+  std::size_t size;
+  alignas(kCacheLine) unsigned char bytes[64 * 1024];
+};
+
+TEST(SegmentViewTest, ReadsACopyOfACreatedSegment) {
+  SegmentGuard guard(unique_prefix());
+  auto created = Segment::create(copyable_options(guard.prefix()));
+  ASSERT_TRUE(created) << created.error().message;
+  auto copy = std::make_unique<CopiedSegment>(created.value());
+  ASSERT_LE(copy->size, sizeof(copy->bytes));
+  auto sut = Segment::view(copy->bytes, copy->size);
+  ASSERT_TRUE(sut) << sut.error().message;
+  EXPECT_TRUE(sut.value().name().empty());
+  EXPECT_TRUE(sut.value().writable());
+  EXPECT_EQ(sut.value().mapped_size(), copy->size);
+  EXPECT_EQ(&sut.value().header(), static_cast<void*>(copy->bytes));
+  EXPECT_EQ(sut.value().service(), "segment-test");
+  EXPECT_EQ(sut.value().geometry().ring_count, created.value().geometry().ring_count);
+}
+
+TEST(SegmentViewTest, RejectsMemorySmallerThanTheClaimedSize) {
+  SegmentGuard guard(unique_prefix());
+  auto created = Segment::create(copyable_options(guard.prefix()));
+  ASSERT_TRUE(created) << created.error().message;
+  auto copy = std::make_unique<CopiedSegment>(created.value());
+  const auto sut = Segment::view(copy->bytes, copy->size - 1);
+  ASSERT_FALSE(sut);
+  EXPECT_EQ(sut.error().code, Errc::kInvalidSegment);
+  EXPECT_NE(sut.error().message.find("only"), std::string::npos) << sut.error().message;
+}
+
+TEST(SegmentViewTest, RejectsMisalignedMemory) {
+  SegmentGuard guard(unique_prefix());
+  auto created = Segment::create(copyable_options(guard.prefix()));
+  ASSERT_TRUE(created) << created.error().message;
+  auto copy = std::make_unique<CopiedSegment>(created.value());
+  const auto sut = Segment::view(copy->bytes + 8, copy->size);
+  ASSERT_FALSE(sut);
+  EXPECT_EQ(sut.error().code, Errc::kInvalidOptions);
 }
 
 TEST(OwnerStatusTest, TellsLiveOwnerFromDeadOrReusedPid) {
