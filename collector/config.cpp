@@ -308,7 +308,7 @@ shm::Result<Config> load_config(int argc, const char* const* argv, std::string& 
       {"udp", "native protobuf datagram output HOST:PORT (off if empty)"},
       {"dogstatsd", "DogStatsD output HOST:PORT or unix:///path (off if empty)"},
       {"http", "self-telemetry (/metrics, /health) HOST:PORT, default 127.0.0.1:9102; empty: off"},
-      {"flush_interval", "seal a batch at least this often, default 100ms"},
+      {"flush_interval", "seal a batch at most this long after its first event, default 5ms"},
       {"batch_size", "events per batch before it is sealed, default 4096"},
       {"shm_prefix", "segment name prefix to collect, default shmstats"},
       {"log_level", "trace|debug|info|warn|error|critical|off, default info"},

@@ -29,7 +29,7 @@ struct Config {
   std::string udp;                      // native protobuf output HOST:PORT; empty: off
   std::string dogstatsd;                // HOST:PORT or unix:///path; empty: off
   std::string http = "127.0.0.1:9102";  // self-telemetry; empty: off
-  std::chrono::milliseconds flush_interval{100};
+  std::chrono::milliseconds flush_interval{5};
   std::size_t batch_size = 4096;
   std::string shm_prefix = "shmstats";
   std::string log_level = "info";

@@ -59,7 +59,7 @@ TEST(CollectorConfigTest, DefaultsAreDocumentedValues) {
   const auto sut = load({});
   ASSERT_TRUE(sut) << sut.error().message;
   EXPECT_EQ(sut.value().http, "127.0.0.1:9102");
-  EXPECT_EQ(sut.value().flush_interval, std::chrono::milliseconds(100));
+  EXPECT_EQ(sut.value().flush_interval, std::chrono::milliseconds(5));
   EXPECT_EQ(sut.value().shm_prefix, "shmstats");
   EXPECT_TRUE(sut.value().udp.empty());
   EXPECT_NE(sut.value().sender_id, 0U);
