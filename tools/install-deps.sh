@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what shmstats needs to build, test and run on Debian 12, with apt-get. Idempotent:
 # packages already present are not fetched again. Uses sudo when not run as root.
+#   bash tools/install-deps.sh [EXTRA_PACKAGE...]   # e.g. the fuzzers' clang (tools/fuzz.sh)
 set -euo pipefail
-packages=(
+packages=("$@"
   build-essential cmake ninja-build pkg-config
   libboost-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -21,12 +21,7 @@ while [ $# -gt 0 ]; do
 done
 [ ${#names[@]} -gt 0 ] || names=(baseline high stress burst segments)
 
-bash tools/install-deps.sh
-if ! command -v gnuplot >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends gnuplot-nox >/dev/null
-fi
+bash tools/install-deps.sh gnuplot-nox
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$(nproc)" --target shmstats-loadgen shmstats-collector shmstats-recv
 mkdir -p "$out"
