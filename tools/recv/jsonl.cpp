@@ -38,6 +38,17 @@ std::size_t utf8_sequence_length(std::string_view s) {
 
 template <class T>
 void append_number(std::string& out, T value) {
+  // Whole numbers below 2^53 (counters, most gauges and every sample rate of 1) print the same
+  // digits as the shortest form below, through integer formatting, which is several times faster
+  // than the shortest-float search: that search was the receive thread's largest cost at 1 M
+  // events/s (perf). -0 keeps its sign through the float path.
+  constexpr T kExactIntegers = static_cast<T>(std::uint64_t{1} << std::numeric_limits<T>::digits);
+  if (std::fabs(value) < kExactIntegers && std::trunc(value) == value &&
+      !(value == 0 && std::signbit(value))) {
+    const fmt::format_int digits(static_cast<std::int64_t>(value));
+    out.append(digits.data(), digits.size());
+    return;
+  }
   if (std::isnan(value)) {
     out += "\"NaN\"";
   } else if (std::isinf(value)) {

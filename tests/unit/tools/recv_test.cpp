@@ -3,6 +3,7 @@
 // (built with proto::Encoder) on 127.0.0.1, its ports read back from its stdout, its counters read
 // from its /metrics with an HTTP client.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -423,6 +424,36 @@ TEST(ReceiverJsonlTest, NonFiniteNumbersAreWrittenAsStrings) {
   append_json_number(out, 0.1F);
 
   EXPECT_EQ(out, "\"NaN\" \"+Inf\" \"-Inf\" 0.1 1e+300 0.1");
+}
+
+TEST(ReceiverJsonlTest, WholeNumbersKeepTheShortestFormsDigits) {
+  // The integer fast path must print exactly what the shortest-float form prints.
+  const std::vector<std::pair<double, const char*>> doubles = {
+      {0.0, "0"},
+      {-0.0, "-0"},
+      {3.0, "3"},
+      {-42.0, "-42"},
+      {1e15, "1000000000000000"},
+      {9007199254740991.0, "9007199254740991"},
+      {9007199254740992.0, "9007199254740992"},
+      {1e16, "1e+16"},
+      {-1e16, "-1e+16"},
+      {2.5, "2.5"},
+      {0.1, "0.1"}};
+  for (const auto& [value, text] : doubles) {
+    std::string sut;
+    append_json_number(sut, value);
+    EXPECT_EQ(sut, text);
+    EXPECT_EQ(sut, fmt::format("{}", value)) << "same as the shortest form";
+  }
+  const std::vector<std::pair<float, const char*>> floats = {
+      {1.0F, "1"}, {0.5F, "0.5"}, {16777216.0F, "16777216"}, {-0.0F, "-0"}};
+  for (const auto& [value, text] : floats) {
+    std::string sut;
+    append_json_number(sut, value);
+    EXPECT_EQ(sut, text);
+    EXPECT_EQ(sut, fmt::format("{}", value));
+  }
 }
 
 TEST(ReceiverJsonlTest, StringsAreEscapedAndInvalidUtf8IsReplaced) {
