@@ -177,7 +177,9 @@ TEST(HttpServerTest, GarbageRequestGetsBadRequest) {
   ASSERT_NE(sut, nullptr);
   RawClient client(sut->port());
 
-  client.send(std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n", 27));
+  // A TLS ClientHello prefix with embedded NULs, then junk: the length comes from the literal.
+  static constexpr char kGarbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n";
+  client.send(std::string(kGarbage, sizeof(kGarbage) - 1));
   const std::string reply = client.read_until_closed(kReplyTimeout);
 
   EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
