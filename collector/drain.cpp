@@ -1,8 +1,15 @@
 #include "collector/drain.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
 #include <cmath>
+#include <limits>
+#include <string_view>
 #include <thread>
 
 namespace shmstats::collector {
@@ -14,6 +21,30 @@ std::uint64_t monotonic_ns() { return shm::clock_ns(CLOCK_MONOTONIC); }
 // A segment still short or without its magic after this long is quarantined.
 constexpr auto kNotReadyGrace = std::chrono::seconds(5);
 constexpr auto kHousekeepingInterval = std::chrono::milliseconds(50);
+// Quarantine log lines: a burst of this many per window, then one summary line per window.
+constexpr int kQuarantineLogBurst = 10;
+constexpr auto kQuarantineLogWindow = std::chrono::seconds(10);
+
+// True if `name` has the shape shm::make_segment_name gives it ("<prefix>.<pid>.<start_time>.<n>")
+// and the process it names is gone. Read from the right, since a prefix may hold dots.
+bool named_owner_is_dead(std::string_view name) {
+  std::uint64_t fields[3] = {};  // pid, start time, n
+  for (int i = 2; i >= 0; --i) {
+    const auto dot = name.rfind('.');
+    if (dot == std::string_view::npos) return false;
+    const std::string_view digits = name.substr(dot + 1);
+    const char* end = digits.data() + digits.size();
+    const auto [stop, ec] = std::from_chars(digits.data(), end, fields[i]);
+    if (digits.empty() || ec != std::errc{} || stop != end) return false;
+    name = name.substr(0, dot);
+  }
+  const auto pid = fields[0];
+  if (name.empty() || pid == 0 ||
+      pid > static_cast<std::uint64_t>(std::numeric_limits<pid_t>::max())) {
+    return false;
+  }
+  return shm::owner_status(static_cast<pid_t>(pid), fields[1]) == shm::OwnerStatus::kDead;
+}
 }  // namespace
 
 DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters)
@@ -25,20 +56,27 @@ DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporter
 
 void DrainLoop::discover() {
   for (const auto& name : discovery_.poll(known_)) {
-    auto source = Source::open(name, options_.policy);
+    QuarantineReason refusal = QuarantineReason::kInvalid;
+    auto source = Source::open(name, options_.policy, &refusal);
     if (!source) {
       const auto code = source.error().code;
       if (code == shm::Errc::kNotFound) continue;  // removed meanwhile
       if (code == shm::Errc::kNotReady) {
+        // A producer killed while making its segment (file created, header not yet published)
+        // leaves a file that never becomes ready, but its name still says whose it is: once that
+        // process is gone, the file is removed like any dead producer's segment (issue #5).
+        if (named_owner_is_dead(name) && shm::unlink_segment(name)) {
+          pending_since_.erase(name);
+          counters_.segments_reclaimed.fetch_add(1, std::memory_order_relaxed);
+          spdlog::info("removed segment {}: its producer died while creating it", name);
+          continue;
+        }
         // Being created: retry on the next discovery, but not forever.
         const auto first = pending_since_.try_emplace(name, Clock::now()).first->second;
         if (Clock::now() - first < kNotReadyGrace) continue;
       }
       pending_since_.erase(name);
-      known_.insert(name);
-      quarantine_reasons_[name] = source.error().message;
-      counters_.segments_quarantined.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("quarantined segment {}: {}", name, source.error().message);
+      quarantine(name, refusal, source.error().message);
       continue;
     }
     pending_since_.erase(name);
@@ -51,12 +89,78 @@ void DrainLoop::discover() {
   counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
 }
 
+void DrainLoop::quarantine(const std::string& name, QuarantineReason reason,
+                           const std::string& message) {
+  known_.insert(name);
+  quarantine_reasons_[name] = fmt::format("{}: {}", to_string(reason), message);
+  counters_.segments_quarantined.fetch_add(1, std::memory_order_relaxed);
+  counters_.segments_quarantined_by_reason[static_cast<std::size_t>(reason)].fetch_add(
+      1, std::memory_order_relaxed);
+  // Rate-limited: whoever can create files in /dev/shm can make segments to be refused.
+  roll_quarantine_log_window();
+  if (quarantine_logged_in_window_ < kQuarantineLogBurst) {
+    ++quarantine_logged_in_window_;
+    spdlog::warn("quarantined segment {} ({}): {}", name, to_string(reason), message);
+  } else {
+    ++quarantine_unlogged_;
+  }
+}
+
+// Starts a new window of quarantine log lines once the last one is over, first reporting how many
+// went unlogged in it.
+void DrainLoop::roll_quarantine_log_window() {
+  const auto now = Clock::now();
+  if (now - quarantine_log_window_ < kQuarantineLogWindow) return;
+  if (quarantine_unlogged_ > 0) {
+    spdlog::warn("{} more segments were quarantined without a log line each (see /health)",
+                 quarantine_unlogged_);
+  }
+  quarantine_log_window_ = now;
+  quarantine_logged_in_window_ = 0;
+  quarantine_unlogged_ = 0;
+}
+
+void DrainLoop::detach_corrupt() {
+  for (auto it = sources_.begin(); it != sources_.end();) {
+    const Quarantine* q = (*it)->check();
+    if (q == nullptr) {
+      ++it;
+      continue;
+    }
+    // Detached: the mapping goes with the Source. What was drained before is in the batch (its
+    // series definitions are shared with it); the segment itself is left in place, untrusted.
+    quarantine((*it)->name(), q->reason, q->message);
+    retired_invalid_events_ += (*it)->invalid_events();
+    it = sources_.erase(it);
+  }
+  counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
+}
+
+void DrainLoop::forget_vanished_quarantined() {
+  const auto now = Clock::now();
+  if (now - last_quarantine_prune_ < options_.rescan_interval) return;
+  last_quarantine_prune_ = now;
+  roll_quarantine_log_window();
+  for (auto it = quarantine_reasons_.begin(); it != quarantine_reasons_.end();) {
+    struct stat st {};
+    const std::string path = std::string(shm::kShmDirectory) + "/" + it->first;
+    if (::lstat(path.c_str(), &st) == 0 || errno != ENOENT) {
+      ++it;
+      continue;
+    }
+    known_.erase(it->first);
+    it = quarantine_reasons_.erase(it);
+  }
+}
+
 std::size_t DrainLoop::round(bool& pressure) {
   std::size_t total = 0;
   pressure = false;
   for (auto& source : sources_) {
     const auto capacity = static_cast<double>(source->ring_capacity());
     for (std::uint32_t r = 0; r < source->ring_count(); ++r) {
+      // Turned corrupt: nothing more is read from it; the next housekeeping pass detaches it.
+      if (source->quarantine() != nullptr) break;
       // A ring that was over the pressure mark last time gets the large quota this time.
       const std::size_t quota = take_tokens(options_.ring_quota);
       const DrainResult res = source->drain_ring(r, quota, clock_, batch_id_, *batch_);
@@ -74,11 +178,8 @@ std::size_t DrainLoop::round(bool& pressure) {
       if (options_.max_events_per_second != 0 && res.events < quota) {
         tokens_ += static_cast<double>(quota - res.events);
       }
-      if (res.corrupt) {
-        counters_.rings_quarantined.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("segment {} ring {}: indices break the ring invariant; ring quarantined",
-                     source->name(), r);
-      }
+      // The segment's quarantine (its reason names the ring) is logged when it is detached.
+      if (res.corrupt) counters_.rings_quarantined.fetch_add(1, std::memory_order_relaxed);
       total += drained;
       if (batch_->size() >= options_.batch_size) {
         flush(FlushReason::kSize);
@@ -127,10 +228,15 @@ void DrainLoop::reclaim() {
     const auto st = s.stats();
     if (auto r = shm::unlink_segment(name); !r) {
       spdlog::warn("reclaiming {}: {}", name, r.error().message);
+    } else {
+      // Gone from /dev/shm, so discovery cannot list it again: forget the name, or known_ would
+      // grow by one name per producer for the collector's whole life (issue #5).
+      known_.erase(name);
     }
     spdlog::info("reclaimed segment {} (service {}, pid {}, {}; drained {} events)", name,
                  st.service, st.pid, st.owner_alive ? "closed" : "owner dead", st.drained);
     counters_.segments_reclaimed.fetch_add(1, std::memory_order_relaxed);
+    retired_invalid_events_ += st.invalid_events;
     it = sources_.erase(it);
   }
   counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
@@ -149,9 +255,12 @@ void DrainLoop::refresh_stats(bool force) {
   }
   std::vector<std::pair<std::string, std::string>> q(quarantine_reasons_.begin(),
                                                      quarantine_reasons_.end());
+  std::sort(q.begin(), q.end());
   std::lock_guard lock(stats_mutex_);
   stats_.swap(fresh);
   quarantined_copy_.swap(q);
+  // Those of detached and reclaimed segments too, so the counter never goes down.
+  counters_.invalid_events.store(retired_invalid_events_ + invalid, std::memory_order_relaxed);
 }
 
 std::size_t DrainLoop::take_tokens(std::size_t want) noexcept {
@@ -209,12 +318,22 @@ std::size_t DrainLoop::step(bool shutting_down) {
   const bool aged = batch_->size() > 0 && now - batch_first_at_ >= options_.flush_interval;
   if (shutting_down) {
     flush(FlushReason::kShutdown);
+  } else if (!exporters_have_room()) {
+    // Back-pressure: offering the batch now would drop it. Its events were taken from the rings
+    // already, so it waits here for queue room (the drain is paused meanwhile, so it cannot grow
+    // past one round's worth).
   } else if (pressure && batch_->size() > 0) {
     flush(FlushReason::kPressure);
   } else if (aged) {
     flush(FlushReason::kAge);
   }
-  if (housekeeping) reclaim();
+  if (housekeeping) {
+    // Before reclaim: a segment that turned corrupt is detached, never reclaimed (unlinked) on
+    // the word of its rewritten header.
+    detach_corrupt();
+    forget_vanished_quarantined();
+    reclaim();
+  }
   refresh_stats(shutting_down);
   return drained;
 }

@@ -15,6 +15,14 @@
 // dropping whole batches. One slow exporter among healthy ones does not hold the drain back: it
 // drops its own batches, counted.
 //
+// Quarantine: a segment is quarantined when it is refused at attach (foreign owner, group- or
+// world-writable, invalid, never ready) or when it turns corrupt later (Source::check: a ring's
+// indices break the invariant, an immutable header field changed since attach, state or series
+// count out of range, the file truncated). A segment that turns corrupt is not read from again
+// and is detached (unmapped) at the next housekeeping pass; what was drained before is forwarded.
+// It is never unlinked: its producer may still be alive. Either way it is counted by reason, logged
+// (rate-limited) and listed on /health, and not attached again while its file exists.
+//
 // Concurrency: run() is the drain thread. source_stats() and counters() may be called from any
 // thread (telemetry); the stats are a copy refreshed by the drain thread.
 #pragma once
@@ -72,6 +80,7 @@ struct DrainCounters {
   std::atomic<std::uint64_t> segments_attached{0};
   std::atomic<std::uint64_t> segments_reclaimed{0};
   std::atomic<std::uint64_t> segments_quarantined{0};
+  std::atomic<std::uint64_t> segments_quarantined_by_reason[kQuarantineReasonCount]{};
   std::atomic<std::uint64_t> rings_quarantined{0};
   std::atomic<std::uint64_t> segments_active{0};
   std::atomic<std::uint64_t> backpressure_rounds{0};  // rounds skipped: no exporter had room
@@ -90,11 +99,17 @@ class DrainLoop {
 
   std::vector<SourceStats> source_stats() const;
   const DrainCounters& counters() const noexcept { return counters_; }
-  // Names of quarantined segments with the reason.
+  // Names of quarantined segments with the reason ("<reason>: <what was seen>"), sorted by name:
+  // those refused at attach and those detached since. A quarantined segment is never attached
+  // again while its file exists; once the file is gone its name is forgotten.
   std::vector<std::pair<std::string, std::string>> quarantined() const;
 
  private:
   void discover();
+  void quarantine(const std::string& name, QuarantineReason reason, const std::string& message);
+  void roll_quarantine_log_window();
+  void detach_corrupt();
+  void forget_vanished_quarantined();
   bool exporters_have_room() const noexcept;
   std::size_t take_tokens(std::size_t want) noexcept;
   std::size_t round(bool& pressure);
@@ -108,8 +123,14 @@ class DrainLoop {
   Discovery discovery_;
   ClockMap clock_;
   std::vector<std::unique_ptr<Source>> sources_;
-  std::unordered_set<std::string> known_;  // attached, quarantined, or reclaimed
+  std::unordered_set<std::string> known_;  // attached, quarantined, or reclaimed but not unlinked
   std::unordered_map<std::string, std::string> quarantine_reasons_;
+  // Quarantine log lines: at most kQuarantineLogBurst per window, the rest counted and summed up.
+  std::chrono::steady_clock::time_point quarantine_log_window_{};
+  int quarantine_logged_in_window_ = 0;
+  std::uint64_t quarantine_unlogged_ = 0;
+  std::chrono::steady_clock::time_point last_quarantine_prune_{};
+  std::uint64_t retired_invalid_events_ = 0;  // of sources detached or reclaimed
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> pending_since_;
   std::unique_ptr<Batch> batch_;
   std::uint64_t batch_id_ = 1;

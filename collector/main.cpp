@@ -17,9 +17,11 @@
 #include "collector/drain.h"
 #include "collector/exporters/dogstatsd.h"
 #include "collector/exporters/udp.h"
+#include "collector/fault.h"
 #include "collector/http.h"
 #include "collector/telemetry.h"
 #include "shm/clock.h"
+#include "shm/mapping_guard.h"
 
 namespace {
 
@@ -49,9 +51,21 @@ int run(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A producer that truncates its segment file under our mapping must not kill us with SIGBUS:
+  // the segment is quarantined instead (shm/mapping_guard.h).
+  if (auto guarded = shm::install_mapping_fault_handler(); !guarded) {
+    std::fprintf(stderr, "shmstats-collector: %s\n", guarded.error().message.c_str());
+    return 1;
+  }
 
   const auto epoch = shm::clock_ns(CLOCK_REALTIME);
   LatencyHistogram latency;
+  // Fault injection (collector/fault.h) for the fault tests only; off unless set.
+  const FaultOptions faults = FaultOptions::from_environment();
+  if (faults.any()) {
+    spdlog::warn("fault injection ({}): exporter {} hangs in send", kFaultHangExporterEnv,
+                 faults.hang_exporter);
+  }
   std::vector<std::unique_ptr<ExporterRunner>> runners;
   if (!cfg.udp.empty()) {
     UdpExporterOptions o;
@@ -67,8 +81,8 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "shmstats-collector: --udp: %s\n", e.error().message.c_str());
       return 2;
     }
-    runners.push_back(
-        std::make_unique<ExporterRunner>(std::move(e).value(), cfg.exporter_queue, &latency));
+    runners.push_back(std::make_unique<ExporterRunner>(with_faults(std::move(e).value(), faults),
+                                                       cfg.exporter_queue, &latency));
   }
   if (!cfg.dogstatsd.empty()) {
     DogStatsdOptions o;
@@ -84,7 +98,8 @@ int run(int argc, char** argv) {
       return 2;
     }
     // Latency is recorded by one exporter only (the first), so events are not counted twice.
-    runners.push_back(std::make_unique<ExporterRunner>(std::move(e).value(), cfg.exporter_queue,
+    runners.push_back(std::make_unique<ExporterRunner>(with_faults(std::move(e).value(), faults),
+                                                       cfg.exporter_queue,
                                                        runners.empty() ? &latency : nullptr));
   }
   if (runners.empty()) {

@@ -1,19 +1,98 @@
 #include "collector/source.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <optional>
+#include <utility>
 
 namespace shmstats::collector {
 
 namespace {
 constexpr std::size_t kScratchEvents = 4096;
+
+// The immutable header fields by name, for a quarantine reason that says which one changed.
+struct HeaderField {
+  const char* name;
+  std::size_t offset;
+  std::size_t size;
+};
+#define SHMSTATS_HEADER_FIELD(f) \
+  HeaderField { #f, offsetof(shm::SegmentHeader, f), sizeof(shm::SegmentHeader::f) }
+const HeaderField kHeaderFields[] = {
+    SHMSTATS_HEADER_FIELD(magic),
+    SHMSTATS_HEADER_FIELD(layout_version),
+    SHMSTATS_HEADER_FIELD(header_size),
+    SHMSTATS_HEADER_FIELD(total_size),
+    SHMSTATS_HEADER_FIELD(series_offset),
+    SHMSTATS_HEADER_FIELD(series_capacity),
+    SHMSTATS_HEADER_FIELD(series_entry_size),
+    SHMSTATS_HEADER_FIELD(strings_offset),
+    SHMSTATS_HEADER_FIELD(strings_size),
+    SHMSTATS_HEADER_FIELD(ring_count),
+    SHMSTATS_HEADER_FIELD(rings_offset),
+    SHMSTATS_HEADER_FIELD(ring_capacity),
+    SHMSTATS_HEADER_FIELD(ring_header_size),
+    SHMSTATS_HEADER_FIELD(ring_stride),
+    SHMSTATS_HEADER_FIELD(owner_pid),
+    SHMSTATS_HEADER_FIELD(owner_uid),
+    SHMSTATS_HEADER_FIELD(owner_start_time),
+    SHMSTATS_HEADER_FIELD(created_realtime_ns),
+    SHMSTATS_HEADER_FIELD(created_monotonic_ns),
+    SHMSTATS_HEADER_FIELD(created_ticks),
+    SHMSTATS_HEADER_FIELD(clock_source),
+    SHMSTATS_HEADER_FIELD(service_name_len),
+    SHMSTATS_HEADER_FIELD(service_name),
+    SHMSTATS_HEADER_FIELD(default_overflow),
+    SHMSTATS_HEADER_FIELD(reserved0),
+    SHMSTATS_HEADER_FIELD(sample_keep_one_in),
+};
+#undef SHMSTATS_HEADER_FIELD
+
+// A field of at most 8 bytes as a number (little-endian), for the reason text.
+std::uint64_t field_value(const unsigned char* bytes, std::size_t size) {
+  std::uint64_t v = 0;
+  std::memcpy(&v, bytes, std::min(size, sizeof(v)));
+  return v;
+}
+
+// The bytes of the immutable header part, copied out of shared memory that another process may
+// be writing (the copy may then mix old and new bytes; any difference is a change either way).
+void copy_identity(const shm::SegmentHeader& h, unsigned char* out, std::size_t size) {
+  std::memcpy(out, static_cast<const void*>(&h), size);
+}
 }  // namespace
+
+const char* to_string(QuarantineReason reason) noexcept {
+  switch (reason) {
+    case QuarantineReason::kForeignOwner:
+      return "foreign_owner";
+    case QuarantineReason::kUnsafeMode:
+      return "unsafe_mode";
+    case QuarantineReason::kInvalid:
+      return "invalid";
+    case QuarantineReason::kNeverReady:
+      return "never_ready";
+    case QuarantineReason::kCorruptRing:
+      return "corrupt_ring";
+    case QuarantineReason::kHeaderChanged:
+      return "header_changed";
+    case QuarantineReason::kCorruptState:
+      return "corrupt_state";
+    case QuarantineReason::kTruncated:
+      return "truncated";
+    case QuarantineReason::kCount:
+      break;
+  }
+  return "unknown";
+}
 
 ClockMap ClockMap::calibrate() {
   ClockMap m;
@@ -26,52 +105,177 @@ ClockMap ClockMap::calibrate() {
 
 std::int64_t ClockMap::to_unix_ns(std::uint64_t ticks, shm::ClockSource source) const noexcept {
   const std::uint64_t mono = source == shm::ClockSource::kTsc ? tsc.to_monotonic_ns(ticks) : ticks;
-  return static_cast<std::int64_t>(mono) + monotonic_to_unix_ns;
+  // Ticks are untrusted (a hostile ts of 2^63 or more): saturate instead of overflowing.
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  const auto mono_ns = static_cast<std::int64_t>(std::min<std::uint64_t>(mono, kMax));
+  std::int64_t unix_ns = 0;
+  if (__builtin_add_overflow(mono_ns, monotonic_to_unix_ns, &unix_ns)) {
+    return monotonic_to_unix_ns > 0 ? kMax : std::numeric_limits<std::int64_t>::min();
+  }
+  return unix_ns;
 }
 
 std::int64_t ClockMap::now_unix_ns() const noexcept {
   return static_cast<std::int64_t>(shm::clock_ns(CLOCK_REALTIME));
 }
 
+namespace {
+
+// The attach policy for a file with this owner and mode: nullopt if allowed, else why not.
+std::optional<std::pair<QuarantineReason, std::string>> policy_refusal(const std::string& name,
+                                                                       const AttachPolicy& policy,
+                                                                       std::uint32_t uid,
+                                                                       std::uint32_t mode) {
+  if (!S_ISREG(mode)) {
+    return std::pair{QuarantineReason::kUnsafeMode,
+                     fmt::format("{} is not a regular file (a link or special file)", name)};
+  }
+  const bool uid_ok = policy.allowed_uids.empty()
+                          ? uid == ::getuid()
+                          : std::find(policy.allowed_uids.begin(), policy.allowed_uids.end(),
+                                      uid) != policy.allowed_uids.end();
+  if (!uid_ok) {
+    return std::pair{
+        QuarantineReason::kForeignOwner,
+        fmt::format("{} is owned by uid {}, which is not allowed (allowed: {})", name, uid,
+                    policy.allowed_uids.empty()
+                        ? fmt::format("{}, the collector's own", ::getuid())
+                        : fmt::format("{}", fmt::join(policy.allowed_uids, ",")))};
+  }
+  if ((mode & S_IWOTH) != 0 || ((mode & S_IWGRP) != 0 && !policy.allow_group_writable)) {
+    return std::pair{
+        QuarantineReason::kUnsafeMode,
+        fmt::format("{} has mode {:04o}: group- or world-writable segments are refused{}", name,
+                    mode & 07777,
+                    (mode & S_IWOTH) != 0 ? "" : " (--allow-group-writable accepts group)")};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 shm::Result<std::unique_ptr<Source>> Source::open(const std::string& name,
-                                                  const AttachPolicy& policy) {
+                                                  const AttachPolicy& policy,
+                                                  QuarantineReason* refusal) {
+  auto refuse = [&](QuarantineReason reason, shm::Error error) {
+    if (refusal != nullptr) *refusal = reason;
+    return error;
+  };
   // Check the file before mapping it: only allowed owners, and no group/world write unless
   // configured, so another user cannot feed this collector a crafted segment.
   struct stat st {};
   const std::string path = std::string(shm::kShmDirectory) + "/" + name;
   if (::lstat(path.c_str(), &st) != 0) {
-    return shm::Error{shm::Errc::kNotFound, fmt::format("segment {} vanished", name)};
+    return refuse(QuarantineReason::kInvalid,
+                  shm::Error{shm::Errc::kNotFound, fmt::format("segment {} vanished", name)});
   }
-  if (!S_ISREG(st.st_mode)) {
-    return shm::Error{shm::Errc::kInvalidSegment,
-                      fmt::format("{} is not a regular file (a link or special file)", name)};
-  }
-  const bool uid_ok = policy.allowed_uids.empty()
-                          ? st.st_uid == ::getuid()
-                          : std::find(policy.allowed_uids.begin(), policy.allowed_uids.end(),
-                                      st.st_uid) != policy.allowed_uids.end();
-  if (!uid_ok) {
-    return shm::Error{shm::Errc::kInvalidSegment,
-                      fmt::format("{} is owned by uid {}, which is not allowed", name, st.st_uid)};
-  }
-  if ((st.st_mode & S_IWOTH) != 0 ||
-      ((st.st_mode & S_IWGRP) != 0 && !policy.allow_group_writable)) {
-    return shm::Error{
-        shm::Errc::kInvalidSegment,
-        fmt::format("{} has mode {:04o}: group- or world-writable segments are refused", name,
-                    st.st_mode & 07777)};
+  if (auto no = policy_refusal(name, policy, st.st_uid, st.st_mode)) {
+    return refuse(no->first, shm::Error{shm::Errc::kInvalidSegment, std::move(no->second)});
   }
   auto seg = shm::Segment::attach(name, shm::Segment::Access::kReadWrite);
-  if (!seg) return seg.error();
+  if (!seg) {
+    return refuse(seg.error().code == shm::Errc::kNotReady ? QuarantineReason::kNeverReady
+                                                           : QuarantineReason::kInvalid,
+                  seg.error());
+  }
+  // Again for the file that was mapped: the name may have led elsewhere by the time it was opened.
+  const shm::FileIdentity& file = seg.value().file();
+  if (auto no = policy_refusal(name, policy, file.uid, file.mode)) {
+    return refuse(no->first, shm::Error{shm::Errc::kInvalidSegment, std::move(no->second)});
+  }
   return std::unique_ptr<Source>(new Source(std::move(seg).value()));
 }
 
 Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
   service_ = segment_.service();
+  const shm::SegmentHeader& h = segment_.header();
+  copy_identity(h, identity_.data(), identity_.size());
+  // The fields used from here on come from the copy, so a later rewrite cannot steer them.
+  std::int32_t pid = 0;
+  std::uint32_t clock = 0;
+  std::memcpy(&pid, identity_.data() + offsetof(shm::SegmentHeader, owner_pid), sizeof(pid));
+  std::memcpy(&owner_start_time_, identity_.data() + offsetof(shm::SegmentHeader, owner_start_time),
+              sizeof(owner_start_time_));
+  std::memcpy(&clock, identity_.data() + offsetof(shm::SegmentHeader, clock_source), sizeof(clock));
+  owner_pid_ = pid;
+  clock_source_ = static_cast<shm::ClockSource>(clock);
+  last_series_count_ = h.series_count.load(std::memory_order_acquire);
   for (std::uint32_t r = 0; r < segment_.geometry().ring_count; ++r) {
     readers_.push_back(segment_.ring_reader(r));
   }
   ring_quarantined_.assign(readers_.size(), false);
+}
+
+void Source::set_quarantine(QuarantineReason reason, std::string message) {
+  if (!quarantine_) quarantine_ = Quarantine{reason, std::move(message)};
+}
+
+// A page past the end of the file was touched (the fault handler put a zero page there).
+bool Source::truncated_now() {
+  if (quarantine_) return true;
+  const std::uint64_t faults = segment_.truncation_faults();
+  if (faults == 0) return false;
+  set_quarantine(
+      QuarantineReason::kTruncated,
+      fmt::format("the file was truncated under the mapping: a read at offset {} of {} "
+                  "mapped bytes was past its end (SIGBUS; {} zero pages mapped)",
+                  segment_.first_truncation_fault_offset(), segment_.mapped_size(), faults));
+  return true;
+}
+
+const Quarantine* Source::check() {
+  if (quarantine_ || truncated_now()) return quarantine();
+  const std::int64_t size = segment_.current_file_size();
+  if (size >= 0 && static_cast<std::uint64_t>(size) < segment_.mapped_size()) {
+    set_quarantine(QuarantineReason::kTruncated,
+                   fmt::format("the file was truncated under the mapping: it is {} bytes, {} "
+                               "were mapped",
+                               size, segment_.mapped_size()));
+    return quarantine();
+  }
+  const shm::SegmentHeader& h = segment_.header();
+  std::array<unsigned char, sizeof(identity_)> now{};
+  copy_identity(h, now.data(), now.size());
+  if (now != identity_) {
+    std::string which = "reserved bytes";
+    for (const HeaderField& f : kHeaderFields) {
+      if (std::memcmp(now.data() + f.offset, identity_.data() + f.offset, f.size) == 0) continue;
+      which = f.size <= sizeof(std::uint64_t)
+                  ? fmt::format("{} (was {}, now {})", f.name,
+                                field_value(identity_.data() + f.offset, f.size),
+                                field_value(now.data() + f.offset, f.size))
+                  : std::string(f.name);
+      break;
+    }
+    set_quarantine(QuarantineReason::kHeaderChanged,
+                   fmt::format("the header changed since attach: {}", which));
+    return quarantine();
+  }
+  // acquire: pairs with the owner's release stores of state and series_count.
+  const std::uint32_t state = h.state.load(std::memory_order_acquire);
+  if (state < static_cast<std::uint32_t>(shm::SegmentState::kActive) ||
+      state > static_cast<std::uint32_t>(shm::SegmentState::kClosed)) {
+    set_quarantine(QuarantineReason::kCorruptState, fmt::format("unknown segment state {}", state));
+    return quarantine();
+  }
+  const std::uint32_t series = h.series_count.load(std::memory_order_acquire);
+  const std::uint32_t capacity = segment_.geometry().series_capacity;
+  if (series > capacity || series < last_series_count_) {
+    set_quarantine(QuarantineReason::kCorruptState,
+                   fmt::format("series count is {} (was {}; capacity {}): ids are dense and never "
+                               "reused",
+                               series, last_series_count_, capacity));
+    return quarantine();
+  }
+  last_series_count_ = series;
+  const std::uint32_t strings = h.strings_used.load(std::memory_order_relaxed);
+  if (strings > segment_.geometry().strings_size) {
+    set_quarantine(QuarantineReason::kCorruptState,
+                   fmt::format("string pool use is {} bytes of {}", strings,
+                               segment_.geometry().strings_size));
+    return quarantine();
+  }
+  return nullptr;
 }
 
 const proto::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch) {
@@ -106,13 +310,13 @@ const proto::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch
 DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const ClockMap& clock,
                                std::uint64_t batch_id, Batch& batch) {
   DrainResult result;
-  if (ring >= readers_.size() || ring_quarantined_[ring]) return result;
+  if (ring >= readers_.size() || ring_quarantined_[ring] || truncated_now()) return result;
   shm::RingReader& reader = readers_[ring];
   // One copy buffer per draining thread, shared by every source: 128 KiB per source was 8 MiB of
   // the collector's private memory with 64 segments attached (load scenario "segments").
   thread_local std::vector<shm::Event> scratch(kScratchEvents);
   result.fill_before = reader.size_estimate();
-  const auto source = static_cast<shm::ClockSource>(segment_.header().clock_source);
+  const shm::ClockSource source = clock_source_;
   std::int64_t drained_at = 0;
   while (result.events < budget) {
     const std::size_t want = std::min(budget - result.events, scratch.size());
@@ -120,8 +324,15 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
     if (got.corrupt) {
       ring_quarantined_[ring] = true;
       result.corrupt = true;
+      const shm::RingStats seen = segment_.ring_stats(ring);
+      set_quarantine(QuarantineReason::kCorruptRing,
+                     fmt::format("ring {}: indices break 0 <= tail - head <= capacity (head {}, "
+                                 "tail {}, capacity {})",
+                                 ring, seen.head, seen.tail, segment_.geometry().ring_capacity));
       break;
     }
+    // Events read from zero pages are not the segment's: stop, the segment is quarantined.
+    if (truncated_now()) break;
     if (got.count == 0) break;
     for (std::size_t i = 0; i < got.count; ++i) {
       const shm::Event& ev = scratch[i];
@@ -153,6 +364,7 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
 }
 
 std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id, Batch& batch) {
+  if (truncated_now()) return 0;
   const std::uint32_t count = segment_.series_count();
   std::size_t taken = 0;
   constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -183,8 +395,7 @@ std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id,
 
 bool Source::producer_finished() const noexcept {
   if (segment_.state() == shm::SegmentState::kClosed) return true;
-  const auto& h = segment_.header();
-  return shm::owner_status(h.owner_pid, h.owner_start_time) == shm::OwnerStatus::kDead;
+  return shm::owner_status(owner_pid_, owner_start_time_) == shm::OwnerStatus::kDead;
 }
 
 std::uint64_t Source::waiting() const noexcept {
@@ -197,11 +408,10 @@ std::uint64_t Source::waiting() const noexcept {
 
 SourceStats Source::stats() const {
   SourceStats s;
-  const auto& h = segment_.header();
   s.name = segment_.name();
   s.service = service_;
-  s.pid = h.owner_pid;
-  s.owner_alive = shm::owner_status(h.owner_pid, h.owner_start_time) == shm::OwnerStatus::kAlive;
+  s.pid = owner_pid_;
+  s.owner_alive = shm::owner_status(owner_pid_, owner_start_time_) == shm::OwnerStatus::kAlive;
   s.state = segment_.state();
   s.ring_capacity = segment_.geometry().ring_capacity;
   s.series = segment_.series_count();
@@ -209,7 +419,9 @@ SourceStats Source::stats() const {
   s.drained = drained_;
   s.invalid_events = invalid_events_;
   s.folded_taken = folded_taken_;
-  std::int64_t balance = 0;
+  // Unsigned, so hostile counters wrap instead of overflowing; an honest balance is small and
+  // reads back as the signed difference.
+  std::uint64_t balance = 0;
   for (std::uint32_t r = 0; r < segment_.geometry().ring_count; ++r) {
     RingSnapshot rs;
     rs.index = r;
@@ -227,12 +439,11 @@ SourceStats Source::stats() const {
       const std::uint64_t oldest =
           again.dropped[static_cast<std::size_t>(shm::DropReason::kOldestOverwritten)];
       const std::uint64_t drained_ever = again.head - oldest;
-      balance += static_cast<std::int64_t>(again.pushed) -
-                 static_cast<std::int64_t>(drained_ever + again.folded + again.dropped_total() +
-                                           again.fill());
+      balance +=
+          again.pushed - (drained_ever + again.folded + again.dropped_total() + again.fill());
     }
   }
-  s.unaccounted = balance;
+  s.unaccounted = static_cast<std::int64_t>(balance);
   return s;
 }
 

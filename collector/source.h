@@ -7,8 +7,11 @@
 
 #include <sys/types.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,28 @@ struct ClockMap {
   static ClockMap calibrate();
   std::int64_t to_unix_ns(std::uint64_t ticks, shm::ClockSource source) const noexcept;
   std::int64_t now_unix_ns() const noexcept;
+};
+
+// Why a segment was quarantined: refused at attach, or detached because it turned corrupt. Each
+// reason has its own counter (shmstats_collector_segments_quarantined_by_reason_total).
+enum class QuarantineReason {
+  kForeignOwner,   // owned by a uid the policy does not allow
+  kUnsafeMode,     // group- or world-writable, or not a regular file
+  kInvalid,        // failed validation at attach (magic, layout version, geometry, size)
+  kNeverReady,     // still without a published header after the grace period
+  kCorruptRing,    // a ring's indices broke the ring invariant
+  kHeaderChanged,  // an immutable header field (identity, geometry) changed since attach
+  kCorruptState,   // state, series count or string pool use out of range, or going backwards
+  kTruncated,      // the file shrank under the mapping
+  kCount,
+};
+inline constexpr std::size_t kQuarantineReasonCount =
+    static_cast<std::size_t>(QuarantineReason::kCount);
+const char* to_string(QuarantineReason reason) noexcept;
+
+struct Quarantine {
+  QuarantineReason reason = QuarantineReason::kInvalid;
+  std::string message;  // names the field or ring, and the values seen
 };
 
 // Who may own a segment the collector attaches to.
@@ -71,9 +96,11 @@ struct DrainResult {
 class Source {
  public:
   // Attaches read-write after checking owner and mode; errors say why (and are counted by the
-  // caller as quarantined, or retried when kNotReady).
+  // caller as quarantined, or retried when kNotReady). On an error, `refusal` (if given) receives
+  // the quarantine reason it stands for.
   static shm::Result<std::unique_ptr<Source>> open(const std::string& name,
-                                                   const AttachPolicy& policy);
+                                                   const AttachPolicy& policy,
+                                                   QuarantineReason* refusal = nullptr);
 
   const std::string& name() const noexcept { return segment_.name(); }
   std::uint32_t ring_count() const noexcept { return segment_.geometry().ring_count; }
@@ -86,7 +113,18 @@ class Source {
   // Takes every series' fold accumulators (exchange) into batch.aggregates.
   std::size_t take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id, Batch& batch);
 
-  // True once the producer is gone (closed, or its process died) — it will push no more.
+  // Why this segment must be detached, once it turned corrupt since attach: a ring whose indices
+  // broke the invariant (found by drain_ring), or (checked here, each housekeeping pass) an
+  // immutable header field that changed, a state, series count or string pool use out of range
+  // or going backwards, or a file that shrank under the mapping. Null while it checks out.
+  // Once set it stays set, and drain_ring and take_folds do nothing.
+  const Quarantine* check();
+  const Quarantine* quarantine() const noexcept { return quarantine_ ? &*quarantine_ : nullptr; }
+  // Events taken from the rings whose series, kind, rate or value did not check out.
+  std::uint64_t invalid_events() const noexcept { return invalid_events_; }
+
+  // True once the producer is gone (closed, or its process died) — it will push no more. The
+  // owner is the one recorded at attach: a later rewrite of the header does not change it.
   bool producer_finished() const noexcept;
   // Waiting events over all non-quarantined rings.
   std::uint64_t waiting() const noexcept;
@@ -95,9 +133,19 @@ class Source {
  private:
   explicit Source(shm::Segment segment);
   const proto::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
+  void set_quarantine(QuarantineReason reason, std::string message);
+  bool truncated_now();
 
   shm::Segment segment_;
   std::string service_;
+  // The immutable part of the header (identity and geometry, up to `state`) as it was at
+  // attach, and the fields the collector goes on using from it.
+  std::array<unsigned char, offsetof(shm::SegmentHeader, state)> identity_{};
+  pid_t owner_pid_ = 0;
+  std::uint64_t owner_start_time_ = 0;
+  shm::ClockSource clock_source_ = shm::ClockSource::kTsc;
+  std::uint32_t last_series_count_ = 0;
+  std::optional<Quarantine> quarantine_;
   std::vector<shm::RingReader> readers_;
   std::vector<bool> ring_quarantined_;
   struct CachedSeries {

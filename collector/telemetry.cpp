@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "shm/mapping_guard.h"
+
 namespace shmstats::collector {
 
 void LatencyHistogram::record_ns(std::int64_t ns) noexcept {
@@ -39,7 +41,13 @@ std::string HealthReport::to_json() const {
   nlohmann::json j;
   j["status"] = status;
   j["reasons"] = reasons;
-  return j.dump();
+  j["quarantined"] = nlohmann::json::array();
+  for (const auto& [segment, reason] : quarantined) {
+    j["quarantined"].push_back({{"segment", segment}, {"reason", reason}});
+  }
+  j["quarantined_total"] = quarantined_total;
+  // Segment names and reasons quote untrusted bytes: replace what is not UTF-8.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 HealthReport Health::evaluate(const DrainLoop& drain, const std::vector<ExporterRunner*>& exporters,
@@ -67,6 +75,16 @@ HealthReport Health::evaluate(const DrainLoop& drain, const std::vector<Exporter
           fmt::format("segment {}: ledger does not close (pushed {} but {} unaccounted)", s.name,
                       s.pushed, s.unaccounted));
     }
+  }
+  auto quarantined = drain.quarantined();
+  r.quarantined_total = quarantined.size();
+  if (!quarantined.empty()) {
+    r.reasons.push_back(fmt::format("{} segment{} quarantined (see \"quarantined\")",
+                                    quarantined.size(), quarantined.size() == 1 ? "" : "s"));
+    if (quarantined.size() > HealthReport::kMaxListedQuarantined) {
+      quarantined.resize(HealthReport::kMaxListedQuarantined);
+    }
+    r.quarantined = std::move(quarantined);
   }
   const std::uint64_t d_pushed = pushed - std::min(pushed, last_pushed_);
   const std::uint64_t d_dropped = dropped - std::min(dropped, last_dropped_);
@@ -203,12 +221,23 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
             d(c.segments_reclaimed));
   p.counter("shmstats_collector_segments_quarantined_total",
             "Segments refused (invalid, foreign owner or unsafe mode).", d(c.segments_quarantined));
+  p.family("shmstats_collector_segments_quarantined_by_reason_total", "counter",
+           "Segments refused or detached, by reason (the reasons are listed on /health).");
+  for (std::size_t i = 0; i < kQuarantineReasonCount; ++i) {
+    p.sample("shmstats_collector_segments_quarantined_by_reason_total",
+             fmt::format("reason=\"{}\"", to_string(static_cast<QuarantineReason>(i))),
+             d(c.segments_quarantined_by_reason[i]));
+  }
   p.counter("shmstats_collector_rings_quarantined_total",
-            "Rings whose indices broke the ring invariant.", d(c.rings_quarantined));
+            "Rings whose indices broke the ring invariant (their segment is quarantined).",
+            d(c.rings_quarantined));
+  p.counter("shmstats_collector_mapping_faults_total",
+            "Pages of truncated segment files read past their end (SIGBUS caught, zero page "
+            "mapped).",
+            static_cast<double>(shm::mapping_faults_total()));
   p.gauge("shmstats_collector_segments_active", "Segments attached now.", d(c.segments_active));
 
   const auto sources = drain.source_stats();
-  std::uint64_t invalid = 0;
   p.family("shmstats_segment_pushed_total", "counter", "Push attempts into the segment's rings.");
   for (const auto& s : sources) {
     p.sample("shmstats_segment_pushed_total",
@@ -218,7 +247,6 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
   p.family("shmstats_segment_dropped_total", "counter",
            "Events producers dropped, by segment and reason.");
   for (const auto& s : sources) {
-    invalid += s.invalid_events;
     std::array<std::uint64_t, shm::kDropReasonCount> by_reason{};
     for (const auto& ring : s.rings) {
       for (std::size_t i = 0; i < shm::kDropReasonCount; ++i) by_reason[i] += ring.stats.dropped[i];
@@ -265,8 +293,9 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
     }
   }
   p.counter("shmstats_collector_invalid_events_total",
-            "Events whose series or kind did not validate (dropped).",
-            static_cast<double>(invalid));
+            "Events whose series or kind did not validate (dropped), over every segment ever "
+            "attached.",
+            d(c.invalid_events));
 
   struct ExporterMetric {
     const char* name;
@@ -294,6 +323,9 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
        "counter"},
       {"shmstats_exporter_exceptions_total", "Exceptions caught from the exporter.",
        &ExporterCounters::exceptions, "counter"},
+      {"shmstats_exporter_exception_dropped_events_total",
+       "Events of batches dropped because sending them threw.",
+       &ExporterCounters::events_dropped_exception, "counter"},
       {"shmstats_exporter_queue_depth", "Batches waiting in the exporter's queue.",
        &ExporterCounters::queue_depth, "gauge"},
   };

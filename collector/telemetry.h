@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collector/drain.h"
@@ -30,6 +31,12 @@ struct HealthThresholds {
 struct HealthReport {
   std::string status;  // healthy | degraded | unhealthy
   std::vector<std::string> reasons;
+  // Quarantined segments (name, reason), the first kMaxListedQuarantined of them.
+  std::vector<std::pair<std::string, std::string>> quarantined;
+  std::size_t quarantined_total = 0;
+  static constexpr std::size_t kMaxListedQuarantined = 32;
+  // {"status": ..., "reasons": [...], "quarantined": [{"segment": ..., "reason": ...}],
+  //  "quarantined_total": n}
   std::string to_json() const;
 };
 

@@ -49,6 +49,7 @@ class TickConverter {
   // Calibrates over roughly `window_ns` by busy-waiting (cold path; 2 ms is plenty for ~0.1%).
   static TickConverter calibrate(std::uint64_t window_ns = 2'000'000) noexcept;
   double ns_per_tick() const noexcept { return ns_per_tick_; }
+  // Any ticks (they are untrusted): results outside [0, 2^64) clamp to its ends.
   std::uint64_t to_monotonic_ns(std::uint64_t ticks) const noexcept;
 
  private:

@@ -206,7 +206,8 @@ class RingWriter {
 
 struct PollResult {
   std::size_t count = 0;  // events copied to the front of `out`, oldest first
-  bool corrupt = false;   // the indices break 0 <= tail - head <= capacity: quarantine the ring
+  bool corrupt = false;   // the indices break 0 <= tail - head <= capacity, or head is ahead
+                          // of a tail read after it: quarantine the ring
 };
 
 class RingReader {
@@ -230,7 +231,20 @@ class RingReader {
       // Indices compare by signed difference, so the arithmetic stays right across a wrap of
       // the 64-bit counters.
       const std::uint64_t waiting = tail - head;
-      if (static_cast<std::int64_t>(waiting) < 0) continue;  // drop-oldest lapped us; look again
+      if (static_cast<std::int64_t>(waiting) < 0) {
+        // Head ahead of the tail we loaded: either drop-oldest moved head past it after our
+        // load (the producer pushed on meanwhile), or the indices are corrupt. The producer
+        // moves head only up to a tail it has already published (release), and we only up to a
+        // tail we loaded, so for an honest ring a tail loaded after this head is >= head:
+        //   1. ring of 4, full: head=4, tail=8; we load tail=8
+        //   2. the producer pushes 6 more under drop-oldest: head=10, tail=14; we load head=10
+        //   3. 10 > 8, but the tail we load now is 14 >= 10: the race of step 2 -> poll again
+        //   4. a hostile head=100 with tail=10 stays ahead of every fresh tail -> corrupt
+        // acquire: pairs with the producer's release store of tail, as above.
+        const std::uint64_t tail_after = h.tail.load(std::memory_order_acquire);
+        if (static_cast<std::int64_t>(tail_after - head) < 0) return PollResult{0, true};
+        continue;
+      }
       if (waiting > capacity_) return PollResult{0, true};
       detail::fetch_max(h.high_water, waiting);
       std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(waiting, out.size()));

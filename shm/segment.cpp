@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <bit>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -18,6 +19,7 @@
 #include <sstream>
 
 #include "shm/clock.h"
+#include "shm/mapping_guard.h"
 #include "shm/series.h"
 
 namespace shmstats::shm {
@@ -28,6 +30,9 @@ struct Segment::Mapping {
   bip::mapped_region region;
   void* view_base = nullptr;
   std::size_t view_size = 0;
+  FileIdentity file;
+  // Declared after `region`, so it is destroyed (unregistered) before the region is unmapped.
+  GuardedMapping guard;
 
   void* address() const noexcept { return view_base != nullptr ? view_base : region.get_address(); }
   std::size_t size() const noexcept { return view_base != nullptr ? view_size : region.get_size(); }
@@ -36,6 +41,13 @@ struct Segment::Mapping {
 namespace {
 
 bool is_power_of_two(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+
+// One load of a plain field of shared memory that another process may be writing: relaxed, so
+// the compiler neither tears it nor loads it again later.
+template <class T>
+T read_once(T& field) noexcept {
+  return std::atomic_ref<T>(field).load(std::memory_order_relaxed);
+}
 
 std::string program_name() {
   std::ifstream comm("/proc/self/comm");
@@ -80,7 +92,12 @@ std::uint64_t TickConverter::to_monotonic_ns(std::uint64_t ticks) const noexcept
   const double delta =
       (static_cast<double>(ticks) - static_cast<double>(ref_ticks_)) * ns_per_tick_;
   const double ns = static_cast<double>(ref_ns_) + delta;
-  return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns);
+  // Ticks are untrusted (an event's ts): a value far from now converts to a double outside
+  // uint64's range, where the cast would be undefined. Clamp (and map NaN to 0).
+  constexpr double kTwoTo64 = 18446744073709551616.0;
+  if (!(ns > 0)) return 0;
+  if (ns >= kTwoTo64) return std::numeric_limits<std::uint64_t>::max();
+  return static_cast<std::uint64_t>(ns);
 }
 
 const char* to_string(DropReason reason) noexcept {
@@ -348,6 +365,14 @@ Result<Segment> Segment::attach(std::string_view name, Access access) {
                                "({} bytes)",
                                n, size, sizeof(SegmentHeader))};
     }
+    // The identity of the file actually mapped (not of whatever the name leads to later).
+    struct stat st {};
+    if (::fstat(object.get_mapping_handle().handle, &st) != 0) {
+      return system_error("inspecting", n, errno);
+    }
+    mapping->file =
+        FileIdentity{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                     st.st_uid, st.st_mode, static_cast<std::uint64_t>(st.st_size)};
     mapping->region = bip::mapped_region(object, mode);
   } catch (const bip::interprocess_exception& e) {
     if (e.get_error_code() == bip::not_found_error) {
@@ -355,6 +380,12 @@ Result<Segment> Segment::attach(std::string_view name, Access access) {
     }
     return system_error("opening", n, e.get_native_error());
   }
+  // Guarded before the first read, so a file truncated from now on cannot kill the reader.
+  auto guard = GuardedMapping::guard(mapping->region.get_address(), mapping->region.get_size());
+  if (!guard) {
+    return Error{guard.error().code, fmt::format("segment \"{}\": {}", n, guard.error().message)};
+  }
+  mapping->guard = std::move(guard).value();
   auto geometry = validate_segment(mapping->region.get_address(), mapping->region.get_size());
   if (!geometry) {
     return Error{geometry.error().code,
@@ -461,6 +492,26 @@ Segment::~Segment() = default;
 
 std::size_t Segment::mapped_size() const noexcept { return mapping_->size(); }
 
+const FileIdentity& Segment::file() const noexcept { return mapping_->file; }
+
+std::int64_t Segment::current_file_size() const noexcept {
+  if (name_.empty() || mapping_->file.inode == 0) return -1;
+  const std::string path = std::string(kShmDirectory) + "/" + name_;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 ||
+      static_cast<std::uint64_t>(st.st_ino) != mapping_->file.inode ||
+      static_cast<std::uint64_t>(st.st_dev) != mapping_->file.device) {
+    return -1;
+  }
+  return static_cast<std::int64_t>(st.st_size);
+}
+
+std::uint64_t Segment::truncation_faults() const noexcept { return mapping_->guard.faults(); }
+
+std::uint64_t Segment::first_truncation_fault_offset() const noexcept {
+  return mapping_->guard.first_fault_offset();
+}
+
 SegmentHeader& Segment::header() const noexcept {
   return *static_cast<SegmentHeader*>(mapping_->address());
 }
@@ -516,32 +567,44 @@ Result<SeriesInfo> Segment::read_series(std::uint32_t id) const {
         Errc::kInvalidSegment,
         fmt::format("series id {} is not below the published count {}", id, series_count())};
   }
-  const SeriesEntry& e = series_entry(id);
+  SeriesEntry& e = series_entry(id);
   // acquire: pairs with the producer's release store of state after filling the entry.
   if (e.state.load(std::memory_order_acquire) != kSeriesPublished) {
     return Error{Errc::kInvalidSegment, fmt::format("series {} is not published", id)};
   }
-  if (e.id != id) {
-    return Error{Errc::kInvalidSegment, fmt::format("series entry {} says it is id {}", id, e.id)};
-  }
-  if (e.kind < 1 || e.kind > kMaxKind || e.overflow > kMaxOverflow) {
+  // Each field is loaded once and the text copied before it is checked: a hostile process may
+  // rewrite the entry while we read it, and a value checked in one load but used from another
+  // (an offset, a length) would read outside the string pool.
+  const std::uint32_t entry_id = read_once(e.id);
+  const std::uint32_t text_offset = read_once(e.text_offset);
+  const std::uint16_t text_len = read_once(e.text_len);
+  const std::uint8_t name_len = read_once(e.name_len);
+  const std::uint8_t kind = read_once(e.kind);
+  const std::uint8_t tag_count = read_once(e.tag_count);
+  const std::uint8_t overflow = read_once(e.overflow);
+  if (entry_id != id) {
     return Error{Errc::kInvalidSegment,
-                 fmt::format("series {} has kind {} and overflow {}", id, e.kind, e.overflow)};
+                 fmt::format("series entry {} says it is id {}", id, entry_id)};
   }
-  if (std::uint64_t{e.text_offset} + e.text_len > geometry_.strings_size) {
+  if (kind < 1 || kind > kMaxKind || overflow > kMaxOverflow) {
+    return Error{Errc::kInvalidSegment,
+                 fmt::format("series {} has kind {} and overflow {}", id, kind, overflow)};
+  }
+  if (std::uint64_t{text_offset} + text_len > geometry_.strings_size) {
     return Error{Errc::kInvalidSegment,
                  fmt::format("series {} text [{}, +{}) runs past the string pool ({} bytes)", id,
-                             e.text_offset, e.text_len, geometry_.strings_size)};
+                             text_offset, text_len, geometry_.strings_size)};
   }
-  auto decoded = decode_series_text(std::string_view(strings() + e.text_offset, e.text_len),
-                                    e.name_len, e.tag_count);
+  std::string text(text_len, '\0');
+  std::memcpy(text.data(), strings() + text_offset, text_len);
+  auto decoded = decode_series_text(text, name_len, tag_count);
   if (!decoded) {
     return Error{decoded.error().code, fmt::format("series {}: {}", id, decoded.error().message)};
   }
   SeriesInfo info;
   info.id = id;
-  info.kind = static_cast<Kind>(e.kind);
-  info.overflow = static_cast<Overflow>(e.overflow);
+  info.kind = static_cast<Kind>(kind);
+  info.overflow = static_cast<Overflow>(overflow);
   info.name = std::string(decoded.value().name);
   for (std::size_t i = 0; i < decoded.value().tag_count; ++i) {
     info.tags.emplace_back(decoded.value().tags[i].key, decoded.value().tags[i].value);

@@ -77,6 +77,15 @@ struct SegmentCounters {
   std::array<std::uint64_t, 16> series_rejected{};  // indexed by Errc
 };
 
+// The file a Segment::attach mapped, as fstat saw it through the descriptor it mapped.
+struct FileIdentity {
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::uint32_t uid = 0;
+  std::uint32_t mode = 0;  // st_mode
+  std::uint64_t size_bytes = 0;
+};
+
 struct SeriesInfo {
   std::uint32_t id = 0;
   Kind kind = Kind::kCounter;
@@ -106,6 +115,17 @@ class Segment {
   const std::string& name() const noexcept { return name_; }
   std::size_t mapped_size() const noexcept;
   bool writable() const noexcept { return access_ == Access::kReadWrite; }
+  // attach only: the mapped file when it was opened (zero for create and view).
+  const FileIdentity& file() const noexcept;
+  // attach only: the size of the file now, if the name still leads to the file that was mapped
+  // (same device and inode); -1 if it does not or cannot be told. A size below mapped_size()
+  // means the file was truncated under the mapping.
+  std::int64_t current_file_size() const noexcept;
+  // attach only: pages of the mapping that were past the end of the file when touched, replaced
+  // by zero pages (shm/mapping_guard.h; needs install_mapping_fault_handler()). Non-zero means
+  // the file was truncated and what was read from those pages is zeros, not the segment.
+  std::uint64_t truncation_faults() const noexcept;
+  std::uint64_t first_truncation_fault_offset() const noexcept;
 
   SegmentHeader& header() const noexcept;
   const Geometry& geometry() const noexcept { return geometry_; }

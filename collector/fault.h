@@ -1,0 +1,34 @@
+// Fault injection for the fault tests (tests/e2e/fault_test.cpp, issue #5). Off unless the
+// collector's environment asks for a fault; read once at start-up, and nothing here is on the
+// drain path.
+//
+//   SHMSTATS_COLLECTOR_FAULT_HANG_EXPORTER=<exporter>   (udp or dogstatsd)
+//       That exporter's send() never returns, like a destination that hangs for ever. Its runner
+//       keeps its queue full and drops every further batch, counted as
+//       shmstats_exporter_queue_dropped_{batches,events}_total{exporter="<exporter>"}; the other
+//       exporters and the drain keep going; on SIGTERM the collector gives up on it after
+//       --shutdown-timeout and exits 0. Not a configuration key: it exists only to prove those
+//       guarantees with a real collector process.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "collector/exporter.h"
+
+namespace shmstats::collector {
+
+inline constexpr const char* kFaultHangExporterEnv = "SHMSTATS_COLLECTOR_FAULT_HANG_EXPORTER";
+
+struct FaultOptions {
+  std::string hang_exporter;  // name of the exporter whose send() hangs; empty: none
+
+  static FaultOptions from_environment();
+  bool any() const noexcept { return !hang_exporter.empty(); }
+};
+
+// `exporter` itself, or wrapped in the fault that `faults` asks for it.
+std::unique_ptr<Exporter> with_faults(std::unique_ptr<Exporter> exporter,
+                                      const FaultOptions& faults);
+
+}  // namespace shmstats::collector
