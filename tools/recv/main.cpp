@@ -9,6 +9,7 @@
 #include <exception>
 #include <string>
 
+#include "tools/recv/protobuf_log.h"
 #include "tools/recv/receiver.h"
 
 namespace {
@@ -72,6 +73,8 @@ int run(int argc, char** argv) {
     return kExitFailure;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  // Before any datagram is parsed: protobuf would log a line per hostile string field.
+  recv::install_protobuf_log_limit();
 
   auto created = recv::Receiver::create(options);
   if (!created) {

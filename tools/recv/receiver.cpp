@@ -17,8 +17,10 @@
 #include <cstdio>
 #include <cstring>
 #include <iterator>
+#include <limits>
 
 #include "tools/recv/jsonl.h"
+#include "tools/recv/protobuf_log.h"
 
 namespace shmstats::tools::recv {
 namespace {
@@ -379,7 +381,15 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
   aggregated_values_.fetch_add(folded, std::memory_order_relaxed);
   // One clock read per datagram: its events were decoded at the same moment.
   const std::int64_t now = unix_now_ns();
-  for (const auto& e : datagram.events) latency_.record_ns(now - e.time_unix_ns);
+  // Saturating: a hostile event time (e.g. INT64_MIN) would overflow a plain subtraction.
+  for (const auto& e : datagram.events) {
+    std::int64_t latency_ns = 0;
+    if (__builtin_sub_overflow(now, e.time_unix_ns, &latency_ns)) {
+      latency_ns = e.time_unix_ns < 0 ? std::numeric_limits<std::int64_t>::max()
+                                      : std::numeric_limits<std::int64_t>::min();
+    }
+    latency_.record_ns(latency_ns);
+  }
   std::string text;
   // A line is 200 to 300 bytes for typical series: one allocation instead of a dozen regrowths.
   constexpr std::size_t kLineBytesEstimate = 256;
@@ -472,6 +482,12 @@ std::string Receiver::metrics_text() const {
                s.malformed[i]);
   }
   out.single("receive_errors_total", "counter", "Failed recvmmsg() calls.", s.receive_errors);
+  out.single("protobuf_log_messages_total", "counter",
+             "Messages libprotobuf logged while parsing (e.g. invalid UTF-8 in a string field).",
+             protobuf_log_messages());
+  out.single("protobuf_log_suppressed_total", "counter",
+             "Of those, the ones not written to stderr (at most one line per 10 s is).",
+             protobuf_log_suppressed());
   out.single("lost_total", "gauge",
              "Datagrams missing from sender sequences. Provisional: it goes down when a missing "
              "datagram arrives late.",

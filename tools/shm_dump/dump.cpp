@@ -268,15 +268,14 @@ json segment_json(const shm::Segment& segment, bool with_series, std::uint64_t n
   s["folded"] = folded;
   s["dropped"] = drops_json(dropped);
   s["rings"] = std::move(rings);
+  // Unsigned, so hostile counters wrap instead of overflowing; an honest difference is small and
+  // reads back signed.
+  const auto unaccounted = static_cast<std::int64_t>(
+      pushed - (ledger_drained + ledger_folded + ledger_dropped + ledger_waiting));
   // A snapshot of a live producer may be a few pushes ahead (counted before they land).
-  s["ledger"] = {{"pushed", pushed},
-                 {"drained", ledger_drained},
-                 {"folded", ledger_folded},
-                 {"dropped", ledger_dropped},
-                 {"waiting", ledger_waiting},
-                 {"unaccounted", static_cast<std::int64_t>(pushed) -
-                                     static_cast<std::int64_t>(ledger_drained + ledger_folded +
-                                                               ledger_dropped + ledger_waiting)}};
+  s["ledger"] = {{"pushed", pushed},          {"drained", ledger_drained},
+                 {"folded", ledger_folded},   {"dropped", ledger_dropped},
+                 {"waiting", ledger_waiting}, {"unaccounted", unaccounted}};
 
   json rejected = json::object();
   for (std::size_t i = 0; i < counters.series_rejected.size(); ++i) {
@@ -307,7 +306,19 @@ json snapshot_json(const std::vector<std::string>& names, bool with_series) {
         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                        std::chrono::system_clock::now().time_since_epoch())
                                        .count());
-    snapshot["segments"].push_back(segment_json(segment.value(), with_series, now_ns));
+    json described = segment_json(segment.value(), with_series, now_ns);
+    // Pages past the end of a file truncated while we read it read as zeros (shm/mapping_guard.h):
+    // what was read is not the segment.
+    if (const std::uint64_t faults = segment.value().truncation_faults(); faults > 0) {
+      snapshot["invalid"].push_back(
+          {{"name", name},
+           {"error", fmt::format("the file was truncated while it was read: offset {} of {} mapped "
+                                 "bytes was past its end ({} pages)",
+                                 segment.value().first_truncation_fault_offset(),
+                                 segment.value().mapped_size(), faults)}});
+      continue;
+    }
+    snapshot["segments"].push_back(std::move(described));
   }
   return snapshot;
 }

@@ -13,6 +13,7 @@
 #include <exception>
 #include <string>
 
+#include "shm/mapping_guard.h"
 #include "shm/segment.h"
 #include "tools/shm_dump/dump.h"
 
@@ -122,6 +123,12 @@ int run(int argc, char** argv) {
     return 2;
   }
 
+  // A segment file truncated while we read it must not kill us with SIGBUS: it is listed as
+  // invalid instead (shm/mapping_guard.h).
+  if (auto guarded = shmstats::shm::install_mapping_fault_handler(); !guarded) {
+    std::fprintf(stderr, "shm-dump: %s\n", one_line(guarded.error().message).c_str());
+    return 1;
+  }
   const bool watching = args.watch_s > 0;
   if (!watching) {
     show(args, false, 1);
