@@ -8,7 +8,7 @@ packages=("$@"
   libboost-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
-  netcat-openbsd curl procps
+  netcat-openbsd curl procps valgrind
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -10,12 +10,40 @@
 //       Attaches read-write and drains every ring until each thread's series has N values,
 //       checking that every series sees 0, 1, 2, ... in order, each exactly once. Exit 0 and
 //       "ok consumed=<n>", else exit 2 and "error ...".
+//   no-shm --shm full|readonly|fork-full --prefix P [--threads T] [--events N]
+//       Needs root. Makes the condition real in a private mount namespace of its own
+//       (unshare(CLONE_NEWNS), every mount made private), where it mounts over /dev/shm a 64 KiB
+//       tmpfs ("full": a default segment of about 5 MB cannot be reserved), a read-only tmpfs
+//       ("readonly"), or a tmpfs with room for one small segment ("fork-full"). stderr is
+//       redirected to stdout, so the reader sees the client's log line.
+//       full, readonly: tries Client::create, then makes a client with create_or_disabled, and T
+//       threads each push N values through a counter handle and N through the dynamic path.
+//       Prints "done strict_code=<ErrorCode or 255> enabled=<0|1> error_code=<ErrorCode or 255>
+//       pushes=<n> accepted=<n> dropped=<n>".
+//       fork-full: creates an enabled client (1 segment fits), pushes once, forks; the child's
+//       first push cannot create its own segment, so it goes disabled; then T threads of the
+//       child push N values each through the handle and the dynamic path. The child prints
+//       "child enabled=.. error_code=.. pushes=.. accepted=.. dropped=.." and the parent, after
+//       the child exits, "done parent_enabled=<0|1> parent_pushed=<n> child_status=<n>".
+//       Exit 0; "setup-error <step>: <errno text>" and exit 3 if the namespace or mount fails.
+//   pace --prefix P --service S [--threads T] [--rate PUSHES_PER_S_PER_THREAD] [--events N]
+//        [--rings R] [--ring-capacity C] [--overflow drop_newest|fold|...] [--retry]
+//       Each thread t pushes 0, 1, 2, ... into counter "seq" tagged thread:<t> on a schedule of
+//       R pushes/s (0: unpaced), for N values (0: until SIGTERM). A refused push is counted and
+//       the next value follows; with --retry it is retried until accepted. Reports per thread
+//       and in total what it pushed, how late it ever ran and its longest push
+//       (tests/support/helper_pace.h), then exits 0 and closes its segment.
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 #include <thread>
@@ -23,6 +51,7 @@
 
 #include "shm/segment.h"
 #include "shmstats/shmstats.h"
+#include "tests/support/helper_pace.h"
 
 namespace {
 
@@ -155,17 +184,156 @@ int drain(int argc, char** argv) {
   return 0;
 }
 
+int setup_error(const char* step) {
+  std::printf("setup-error %s: %s\n", step, std::strerror(errno));
+  return 3;
+}
+
+constexpr int kNoError = 255;
+
+int code_of(const shmstats::Error* error) {
+  return error == nullptr ? kNoError : static_cast<int>(error->code);
+}
+
+struct PushTally {
+  std::uint64_t pushes = 0;
+  std::uint64_t accepted = 0;
+};
+
+// `threads` threads each push `events` values through `counter` and `events` through the dynamic
+// path of `client`.
+PushTally push_from_threads(shmstats::Client& client, shmstats::Counter counter, int threads,
+                            std::uint64_t events) {
+  std::atomic<std::uint64_t> pushes{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      const std::string tag = std::to_string(t);
+      for (std::uint64_t i = 0; i < events; ++i) {
+        if (counter.add(static_cast<double>(i))) accepted.fetch_add(1);
+        if (client.count("no_shm.dynamic", 1, {{"thread", tag}})) accepted.fetch_add(1);
+        pushes.fetch_add(2);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  return PushTally{pushes.load(), accepted.load()};
+}
+
+int no_shm(int argc, char** argv) {
+  const std::string shm = arg_value(argc, argv, "--shm", "full");
+  const int threads = std::stoi(arg_value(argc, argv, "--threads", "4"));
+  const std::uint64_t events = std::stoull(arg_value(argc, argv, "--events", "1000"));
+  shmstats::Options options;  // default geometry: a 4,987,392-byte segment
+  options.shm_prefix = arg_value(argc, argv, "--prefix", "shmstats");
+  options.service = "test-helper";
+  options.read_environment = false;
+  if (shm == "fork-full") {  // 853,248 bytes: one fits in 1200 KiB, two do not
+    options.rings = 2;
+    options.ring_capacity = 1024;
+  }
+  const char* tmpfs_options = shm == "fork-full" ? "size=1200k" : "size=64k";
+  const unsigned long read_only = shm == "readonly" ? MS_RDONLY : 0;
+
+  if (::dup2(STDOUT_FILENO, STDERR_FILENO) < 0) return setup_error("redirecting stderr");
+  if (::unshare(CLONE_NEWNS) != 0) return setup_error("unshare(CLONE_NEWNS)");
+  // Private, so that the mount below stays in this namespace.
+  if (::mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    return setup_error("making every mount private");
+  }
+  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | read_only, tmpfs_options) != 0) {
+    return setup_error("mounting a tmpfs over /dev/shm");
+  }
+
+  if (shm != "fork-full") {
+    auto strict = shmstats::Client::create(options);
+    const int strict_code = strict ? kNoError : static_cast<int>(strict.error().code);
+    shmstats::Client client = shmstats::Client::create_or_disabled(options);
+    auto counter = client.counter("no_shm.counter");
+    if (!counter) {
+      std::printf("error registration failed: %s\n", counter.error().message.c_str());
+      return 2;
+    }
+    const PushTally tally = push_from_threads(client, counter.value(), threads, events);
+    const auto s = client.stats();
+    std::printf(
+        "done strict_code=%d enabled=%d error_code=%d pushes=%llu accepted=%llu "
+        "dropped=%llu\n",
+        strict_code, client.enabled() ? 1 : 0, code_of(client.creation_error()),
+        static_cast<unsigned long long>(tally.pushes),
+        static_cast<unsigned long long>(tally.accepted),
+        static_cast<unsigned long long>(s.dropped));
+    return 0;
+  }
+
+  auto client = shmstats::Client::create(options);
+  if (!client) {
+    std::printf("error the parent's segment does not fit: %s\n", client.error().message.c_str());
+    return 2;
+  }
+  auto counter = client->counter("no_shm.counter");
+  if (!counter || !counter->add(1)) {
+    std::printf("error the parent cannot push\n");
+    return 2;
+  }
+  std::fflush(stdout);
+  const pid_t child = ::fork();
+  if (child < 0) return setup_error("fork");
+  if (child == 0) {
+    // The first push (one thread) tries to make the child's own segment and goes disabled.
+    const bool first = counter->add(1);
+    PushTally tally = push_from_threads(client.value(), counter.value(), threads, events);
+    tally.pushes += 1;
+    tally.accepted += first ? 1 : 0;
+    const auto s = client->stats();
+    std::printf("child enabled=%d error_code=%d pushes=%llu accepted=%llu dropped=%llu\n",
+                client->enabled() ? 1 : 0, code_of(client->creation_error()),
+                static_cast<unsigned long long>(tally.pushes),
+                static_cast<unsigned long long>(tally.accepted),
+                static_cast<unsigned long long>(s.dropped));
+    std::fflush(stdout);
+    std::_Exit(0);
+  }
+  int status = 0;
+  if (::waitpid(child, &status, 0) != child) return setup_error("waitpid");
+  const auto s = client->stats();
+  std::printf("done parent_enabled=%d parent_pushed=%llu child_status=%d\n",
+              client->enabled() ? 1 : 0, static_cast<unsigned long long>(s.pushed),
+              WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  return 0;
+}
+
+int pace(int argc, char** argv) {
+  shmstats::Options options;
+  options.shm_prefix = arg_value(argc, argv, "--prefix", "shmstats");
+  options.service = arg_value(argc, argv, "--service", "test-helper");
+  options.rings = static_cast<std::uint32_t>(std::stoul(arg_value(argc, argv, "--rings", "16")));
+  options.ring_capacity =
+      static_cast<std::uint32_t>(std::stoul(arg_value(argc, argv, "--ring-capacity", "8192")));
+  options.overflow = parse_overflow(arg_value(argc, argv, "--overflow", "drop_newest"));
+  options.read_environment = false;
+  shmstats::testing::PaceConfig config;
+  config.threads = std::stoi(arg_value(argc, argv, "--threads", "1"));
+  config.rate = std::stod(arg_value(argc, argv, "--rate", "0"));
+  config.events = std::stoull(arg_value(argc, argv, "--events", "0"));
+  config.retry = has_flag(argc, argv, "--retry");
+  return shmstats::testing::run_paced(options, config);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: shmstats-test-helper produce|drain [options]\n");
+    std::fprintf(stderr, "usage: shmstats-test-helper produce|drain|no-shm|pace [options]\n");
     return 64;
   }
   const std::string cmd = argv[1];
   try {
     if (cmd == "produce") return produce(argc, argv);
     if (cmd == "drain") return drain(argc, argv);
+    if (cmd == "no-shm") return no_shm(argc, argv);
+    if (cmd == "pace") return pace(argc, argv);
   } catch (const std::exception& e) {
     std::printf("error %s\n", e.what());
     return 2;

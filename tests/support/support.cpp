@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -51,17 +52,30 @@ SegmentGuard::~SegmentGuard() {
 }
 
 ChildProcess ChildProcess::spawn(const std::vector<std::string>& argv,
-                                 const std::vector<std::string>& extra_env) {
+                                 const std::vector<std::string>& extra_env,
+                                 const std::string& stderr_path) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  if (!stderr_path.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, stderr_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+  }
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<std::string> env_store;
-  for (char** e = environ; *e != nullptr; ++e) env_store.emplace_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string inherited(*e);
+    const auto eq = inherited.find('=');
+    const std::string name = inherited.substr(0, eq == std::string::npos ? eq : eq + 1);
+    const bool replaced = std::any_of(extra_env.begin(), extra_env.end(), [&](const auto& x) {
+      return x.compare(0, name.size(), name) == 0 && eq != std::string::npos;
+    });
+    if (!replaced) env_store.push_back(inherited);
+  }
   for (const auto& e : extra_env) env_store.push_back(e);
   std::vector<char*> env;
   for (auto& e : env_store) env.push_back(e.data());

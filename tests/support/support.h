@@ -35,11 +35,14 @@ class SegmentGuard {
                                       std::chrono::milliseconds timeout,
                                       const std::function<std::string()>& describe);
 
-// A real child process running `argv` (argv[0] a path), with stdout captured to a pipe.
+// A real child process running `argv` (argv[0] a path), with stdout captured to a pipe. It
+// inherits this process's environment; each "NAME=value" of `extra_env` replaces NAME there.
+// With `stderr_path`, its stderr is appended to that file (created if need be).
 class ChildProcess {
  public:
   static ChildProcess spawn(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& extra_env = {});
+                            const std::vector<std::string>& extra_env = {},
+                            const std::string& stderr_path = "");
   ChildProcess(ChildProcess&& other) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ChildProcess(const ChildProcess&) = delete;

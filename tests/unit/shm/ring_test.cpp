@@ -219,6 +219,25 @@ TEST(RingTest, PollTerminatesWhenHeadIsAheadOfTail) {
   EXPECT_EQ(got.count, 0U);
 }
 
+// Issue #5: a head stuck ahead of the tail used to read as an empty ring, never as corrupt, so a
+// hostile producer could park a ring for ever without it being quarantined.
+TEST(RingTest, HeadStuckAheadOfTailIsReportedCorrupt) {
+  constexpr std::uint64_t kTail = 10;
+  constexpr std::uint64_t kHead = 100;
+  LocalRing ring(kCapacity);
+  ring.header().head.store(kHead);
+  ring.header().tail.store(kTail);
+  auto sut = ring.reader();
+  std::vector<Event> out(kCapacity);
+
+  const auto got = sut.poll(out);
+
+  EXPECT_TRUE(got.corrupt);
+  EXPECT_EQ(got.count, 0U);
+  EXPECT_EQ(ring.header().head.load(), kHead) << "a corrupt ring is left as it was";
+  EXPECT_EQ(ring.header().tail.load(), kTail);
+}
+
 #if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
 constexpr std::uint64_t kStressEvents = 200'000;
 #else
@@ -293,6 +312,34 @@ TEST(RingStressTest, OverwriteRacingConsumerNeverYieldsTornOrDuplicateEvents) {
   EXPECT_EQ(torn, 0U);
   EXPECT_EQ(out_of_order, 0U);
   EXPECT_EQ(read + discarded.load(), kEvents);
+}
+
+// Drop-oldest in a ring of two: the producer laps the reader between its loads of tail and head
+// all the time, so the reader often sees head ahead of the tail it loaded. That race must never
+// be taken for corruption (the check that quarantines a head stuck ahead of the tail).
+TEST(RingStressTest, OverwriteLappingTheReaderIsNeverReportedCorrupt) {
+  constexpr std::uint32_t kTinyCapacity = 2;
+  constexpr std::uint64_t kEvents = kStressEvents / 10;
+  LocalRing ring(kTinyCapacity);
+  std::atomic<bool> done{false};
+  std::thread producer([&] {
+    auto writer = ring.writer();
+    for (std::uint64_t i = 0; i < kEvents; ++i) (void)writer.push_overwrite(event_with(i));
+    done = true;
+  });
+  auto sut = ring.reader();
+  std::vector<Event> out(kTinyCapacity);
+  std::uint64_t polls = 0;
+  std::uint64_t corrupt = 0;
+  for (;;) {
+    const bool finished = done.load();
+    const auto got = sut.poll(out);
+    ++polls;
+    if (got.corrupt) ++corrupt;
+    if (finished && got.count == 0) break;
+  }
+  producer.join();
+  EXPECT_EQ(corrupt, 0U) << "of " << polls << " polls";
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 
+#include "shm/clock.h"
 #include "tests/support/support.h"
 
 namespace shmstats::shm {
@@ -320,6 +321,17 @@ TEST(SegmentViewTest, RejectsMisalignedMemory) {
   const auto sut = Segment::view(copy->bytes + 8, copy->size);
   ASSERT_FALSE(sut);
   EXPECT_EQ(sut.error().code, Errc::kInvalidOptions);
+}
+
+// Issue #5: an event's ts is untrusted; ticks that convert to 2^64 ns or more made the cast of
+// the double to uint64 undefined (it returned garbage, or trapped under UBSan).
+TEST(TickConverterTest, TicksBeyondTheRangeOfUint64ClampToTheLargestTime) {
+  const TickConverter sut;  // 1 ns per tick from 0: the largest ticks convert to 2^64 ns
+  constexpr std::uint64_t kLargestTicks = ~std::uint64_t{0};
+  constexpr std::uint64_t kSmallTicks = 12345;
+
+  EXPECT_EQ(sut.to_monotonic_ns(kLargestTicks), ~std::uint64_t{0});
+  EXPECT_EQ(sut.to_monotonic_ns(kSmallTicks), kSmallTicks);
 }
 
 TEST(OwnerStatusTest, TellsLiveOwnerFromDeadOrReusedPid) {

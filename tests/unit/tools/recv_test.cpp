@@ -587,6 +587,27 @@ TEST(EventLatencyTest, BucketIsAtMostAQuarterWiderThanItsLowerBound) {
   }
 }
 
+// Issue #5: the latency of an event was `now - time` in signed arithmetic; a hostile datagram's
+// event time of INT64_MIN overflowed it (undefined; UBSan stops the ASan build here).
+TEST(ReceiverTest, EventTimeAtTheInt64ExtremesIsRecordedWithoutOverflow) {
+  TempDir dir;
+  auto created = Receiver::create(options_for(dir.file("out.jsonl")));
+  ASSERT_TRUE(created) << created.error().message;
+  auto& sut = *created.value();
+  auto encoder = make_encoder();
+  constexpr std::int64_t kEarliest = std::numeric_limits<std::int64_t>::min();
+  constexpr std::int64_t kLatest = std::numeric_limits<std::int64_t>::max();
+  const proto::Point earliest{&kRequests, shm::Kind::kCounter, 1, 1.0F, kEarliest};
+  const proto::Point latest{&kRequests, shm::Kind::kCounter, 2, 1.0F, kLatest};
+
+  sut.handle_datagram(bytes_of(encode_one(encoder, {earliest})));
+  sut.handle_datagram(bytes_of(encode_one(encoder, {latest})));
+
+  EXPECT_EQ(sut.latency().count(), 2U);
+  EXPECT_EQ(sut.latency().bucket(EventLatency::kBuckets - 1), 1U) << "INT64_MIN: the longest";
+  EXPECT_EQ(sut.latency().bucket(0), 1U) << "in the future: the shortest";
+}
+
 TEST(EventLatencyTest, NegativeAndHugeLatenciesLandInTheEndBuckets) {
   EventLatency sut;
 
@@ -845,6 +866,53 @@ TEST(RecvBinaryTest, CountsMalformedDatagramsByReasonAndKeepsGoing) {
   EXPECT_EQ(recv.metric("shmstats_recv_events_total"), 1U);
   ASSERT_TRUE(wait_lines(path, 1));
   EXPECT_EQ(parse_line(read_lines(path)[0])["value"], 0.0);
+}
+
+// `datagram` with the first byte of `marker` (a string field's text) replaced by 0xFF, which is
+// never valid UTF-8, and its CRC made right again, so that only the protobuf parse rejects it.
+std::string with_invalid_utf8(std::string datagram, const std::string& marker) {
+  const auto at = datagram.find(marker, proto::kHeaderBytes);
+  EXPECT_NE(at, std::string::npos) << marker << " is not in the datagram";
+  if (at == std::string::npos) return datagram;
+  datagram[at] = '\xff';
+  const std::size_t crc_at = datagram.size() - proto::kTrailerBytes;
+  const std::uint32_t crc = proto::crc32c(datagram.data(), crc_at);
+  for (std::size_t i = 0; i < proto::kTrailerBytes; ++i) {
+    datagram[crc_at + i] = static_cast<char>((crc >> (8 * i)) & 0xFF);
+  }
+  return datagram;
+}
+
+// Issue #5: libprotobuf wrote an ERROR line to stderr for each string field with invalid UTF-8
+// it parsed, so any sender could grow the receiver's log without limit, one line per datagram.
+TEST(RecvBinaryTest, InvalidUtf8StringFieldsDoNotFloodTheLog) {
+  TempDir dir;
+  const std::string log = dir.file("recv.log");
+  RecvProcess recv{ChildProcess::spawn({RECV_BIN, "--listen", "127.0.0.1:0", "--http",
+                                        "127.0.0.1:0", "--jsonl", dir.file("out.jsonl")},
+                                       {}, log)};
+  recv.udp_port = port_after(recv.child, "listening udp 127.0.0.1:");
+  recv.http_port = port_after(recv.child, "listening http 127.0.0.1:");
+  ASSERT_NE(recv.http_port, 0);
+  const std::string kMarker = "zzzzzzzz";
+  auto created = proto::Encoder::create(kSender, kEpoch, proto::kMaxDatagramBytesIpv4, kMarker);
+  ASSERT_TRUE(created);
+  const std::string bad = with_invalid_utf8(encode_one(created.value(), {tick(0)}), kMarker);
+  constexpr std::uint64_t kDatagrams = 500;
+  // One line from protobuf and one malformed-datagram report, each at most once per 10 s.
+  constexpr std::size_t kMaxLogLines = 4;
+  UdpSender sender(recv.udp_port);
+
+  for (std::uint64_t i = 0; i < kDatagrams; ++i) sender.send(bad);
+
+  ASSERT_TRUE(wait_metric(recv, reason("bad_payload"), kDatagrams));
+  EXPECT_EQ(recv.metric("shmstats_recv_protobuf_log_messages_total"), kDatagrams);
+  const std::uint64_t suppressed = recv.metric("shmstats_recv_protobuf_log_suppressed_total");
+  EXPECT_GE(suppressed, kDatagrams - kMaxLogLines);
+  const auto lines = read_lines(log);
+  EXPECT_LE(lines.size(), kMaxLogLines) << join(lines);
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(join(lines).find("invalid UTF-8"), std::string::npos) << join(lines);
 }
 
 TEST(RecvBinaryTest, ServesHealthAndPrometheusMetadata) {
