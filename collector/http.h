@@ -3,8 +3,8 @@
 //
 // Why Beast and not cpp-httplib (which the receiver uses): Debian builds cpp-httplib with OpenSSL,
 // and loading libssl and libcrypto cost the collector 3.5 MB of its 11.4 MB resident set while
-// idle (BENCHMARKS.md, "Collector memory"). Beast and Asio are headers of Boost, which the
-// collector already needs.
+// idle (measured from /proc/<pid>/status when this was chosen). Beast and Asio are headers of
+// Boost, which the collector already needs.
 //
 // Every connection is handled asynchronously on the server thread, so a slow or silent client
 // never holds up another one: a request must arrive within kRequestTimeout, its header may be at

@@ -1,9 +1,9 @@
 // The timestamp clock of Event::ts.
 //
 // Why the TSC: a push must cost ~10 ns and make no system call. On the reference machine (a
-// 2-vCPU KVM guest; BENCHMARKS.md, bench/push_bench.cpp BM_Clock*) rdtsc costs ~10 ns (9.6 ns
-// measured), clock_gettime(CLOCK_MONOTONIC) through the vDSO ~24 ns, and CLOCK_MONOTONIC_COARSE
-// ~5-7 ns but only ticks every 4 ms, too coarse for an end-to-end latency histogram. The rdtsc is
+// 2-vCPU KVM guest; BENCHMARKS.md, bench/push_bench.cpp BM_Clock*) rdtsc costs ~10 ns (9.6-10.0 ns
+// measured), clock_gettime(CLOCK_MONOTONIC) through the vDSO ~23 ns, and CLOCK_MONOTONIC_COARSE
+// ~3-5 ns but only ticks every 4 ms, too coarse for an end-to-end latency histogram. The rdtsc is
 // most of a push's cost: the rest of the push runs in its shadow. The TSC is invariant and shared
 // by all cores on the x86-64 CPUs we run on (constant_tsc, nonstop_tsc), so a collector in another
 // process can convert ticks to nanoseconds with its own calibration against CLOCK_MONOTONIC; each

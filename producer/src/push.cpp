@@ -2,7 +2,7 @@
 // or exception. Binding a thread to a ring is the cold path of a thread's first push (one gettid
 // system call).
 //
-// Cost: push() runs about 50 instructions for an event that fits (BENCHMARKS.md). That case is a
+// Cost: push() runs about 60 instructions for an event that fits (BENCHMARKS.md). That case is a
 // straight line: the value is finite, the ring has room by the cached head -> read the clock,
 // write the slot's four words, publish tail. Anything else (a NaN or infinity, a ring that looks
 // full, a strategy that must decide, a thread without a ring, a disabled client) leaves the line

@@ -20,12 +20,14 @@
 
 #include "shm/segment.h"
 #include "tests/support/pipeline.h"
+#include "tests/support/segments.h"
 #include "tests/support/support.h"
 
 namespace shmstats {
 namespace {
 
 using testing::ChildProcess;
+using testing::drained_from;
 using testing::PipelineProcess;
 using testing::SegmentGuard;
 using testing::start_collector;
@@ -120,15 +122,6 @@ ChildProcess start_producer(const std::string& prefix, int threads, int events) 
     argv.insert(argv.end(), {"--events", std::to_string(events)});
   }
   return ChildProcess::spawn(argv);
-}
-
-// Events the collector took from segment `segment` so far: the sum of its rings' heads.
-std::uint64_t drained_from(const shm::Segment& segment) {
-  std::uint64_t heads = 0;
-  for (std::uint32_t r = 0; r < segment.geometry().ring_count; ++r) {
-    heads += segment.ring_stats(r).head;
-  }
-  return heads;
 }
 
 // Ten pairs of producers, each pair alive together: one pushes 1,000 values per thread and exits,

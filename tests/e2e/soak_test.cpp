@@ -23,12 +23,14 @@
 
 #include "shm/segment.h"
 #include "tests/support/pipeline.h"
+#include "tests/support/segments.h"
 #include "tests/support/support.h"
 
 namespace shmstats {
 namespace {
 
 using testing::ChildProcess;
+using testing::drained_from;
 using testing::PipelineProcess;
 using testing::SegmentGuard;
 using testing::start_collector;
@@ -149,15 +151,6 @@ Producer start_producer(const std::string& prefix, bool doomed) {
     argv.insert(argv.end(), {"--events", std::to_string(kEventsPerThread)});
   }
   return Producer{ChildProcess::spawn(argv), doomed, std::nullopt};
-}
-
-// Events the collector took from `segment` so far: the sum of its rings' heads.
-std::uint64_t drained_from(const shm::Segment& segment) {
-  std::uint64_t heads = 0;
-  for (std::uint32_t r = 0; r < segment.geometry().ring_count; ++r) {
-    heads += segment.ring_stats(r).head;
-  }
-  return heads;
 }
 
 // Producers start and exit for the whole run (a third SIGKILLed): after warm-up the collector's

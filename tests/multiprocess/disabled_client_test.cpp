@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <initializer_list>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -68,51 +69,41 @@ HelperRun run_no_shm(const std::string& mode, const std::string& prefix) {
 
 constexpr std::uint64_t kPushes = 2ULL * kThreads * kEventsPerThread;  // handle + dynamic path
 
-TEST(DisabledClientTest, FullShmDirectoryDisablesMetricsAndCountsEveryPush) {
-  ASSERT_TRUE(running_as_root());
+// Runs the helper's no-shm `mode` and checks what a service sees: Client::create fails with
+// `code`, create_or_disabled returns a disabled client with the same error, every push on both
+// paths is refused and counted as dropped, and exactly one line is logged, holding each of
+// `log_parts`.
+void expect_disabled_run(const char* mode, ErrorCode code,
+                         std::initializer_list<const char*> log_parts) {
   SegmentGuard guard(unique_prefix());
 
-  const HelperRun run = run_no_shm("full", guard.prefix());
+  const HelperRun run = run_no_shm(mode, guard.prefix());
 
   ASSERT_EQ(run.status, 0) << run.output;
   const std::string done = run.line("done ");
   ASSERT_FALSE(done.empty()) << run.output;
-  EXPECT_EQ(line_field(done, "strict_code"), static_cast<std::uint64_t>(ErrorCode::kNoSpace))
+  EXPECT_EQ(line_field(done, "strict_code"), static_cast<std::uint64_t>(code))
       << "Client::create stays strict: " << done;
   EXPECT_EQ(line_field(done, "enabled"), 0U) << done;
-  EXPECT_EQ(line_field(done, "error_code"), static_cast<std::uint64_t>(ErrorCode::kNoSpace))
-      << done;
+  EXPECT_EQ(line_field(done, "error_code"), static_cast<std::uint64_t>(code)) << done;
   EXPECT_EQ(line_field(done, "pushes"), kPushes) << done;
   EXPECT_EQ(line_field(done, "accepted"), 0U) << done;
   EXPECT_EQ(line_field(done, "dropped"), kPushes) << done;
   ASSERT_EQ(run.log_lines.size(), 1U) << run.output;
   const std::string& log = run.log_lines[0];
-  EXPECT_NE(log.find("in /dev/shm"), std::string::npos) << log;
-  EXPECT_NE(log.find("No space left on device"), std::string::npos) << log;
-  EXPECT_NE(log.find("To fix: free space in /dev/shm"), std::string::npos) << log;
+  for (const char* part : log_parts) EXPECT_NE(log.find(part), std::string::npos) << log;
+}
+
+TEST(DisabledClientTest, FullShmDirectoryDisablesMetricsAndCountsEveryPush) {
+  ASSERT_TRUE(running_as_root());
+  expect_disabled_run("full", ErrorCode::kNoSpace,
+                      {"in /dev/shm", "No space left on device", "To fix: free space in /dev/shm"});
 }
 
 TEST(DisabledClientTest, ReadOnlyShmDirectoryDisablesMetricsAndCountsEveryPush) {
   ASSERT_TRUE(running_as_root());
-  SegmentGuard guard(unique_prefix());
-
-  const HelperRun run = run_no_shm("readonly", guard.prefix());
-
-  ASSERT_EQ(run.status, 0) << run.output;
-  const std::string done = run.line("done ");
-  ASSERT_FALSE(done.empty()) << run.output;
-  EXPECT_EQ(line_field(done, "strict_code"), static_cast<std::uint64_t>(ErrorCode::kSystem))
-      << done;
-  EXPECT_EQ(line_field(done, "enabled"), 0U) << done;
-  EXPECT_EQ(line_field(done, "error_code"), static_cast<std::uint64_t>(ErrorCode::kSystem)) << done;
-  EXPECT_EQ(line_field(done, "pushes"), kPushes) << done;
-  EXPECT_EQ(line_field(done, "accepted"), 0U) << done;
-  EXPECT_EQ(line_field(done, "dropped"), kPushes) << done;
-  ASSERT_EQ(run.log_lines.size(), 1U) << run.output;
-  const std::string& log = run.log_lines[0];
-  EXPECT_NE(log.find("in /dev/shm"), std::string::npos) << log;
-  EXPECT_NE(log.find("Read-only file system"), std::string::npos) << log;
-  EXPECT_NE(log.find("not read-only"), std::string::npos) << log;
+  expect_disabled_run("readonly", ErrorCode::kSystem,
+                      {"in /dev/shm", "Read-only file system", "not read-only"});
 }
 
 TEST(DisabledClientTest, ForkedChildThatCannotCreateItsSegmentRunsDisabled) {

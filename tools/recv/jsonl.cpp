@@ -72,7 +72,8 @@ void append_rfc3339_ns(std::string& out, std::int64_t unix_ns) {
   }
   // The events of a datagram mostly share their second: the date and time of day are formatted
   // once per second (per thread), and only the nine fraction digits per event. This took the
-  // timestamp from the largest share of the receive thread's time to a small one (BENCHMARKS.md).
+  // timestamp from the largest share of the receive thread's time to a small one (callgrind,
+  // when this was written).
   thread_local std::int64_t cached_seconds = std::numeric_limits<std::int64_t>::min();
   thread_local std::string cached_prefix;
   if (seconds != cached_seconds) {

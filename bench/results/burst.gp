@@ -1,0 +1,27 @@
+# Plot of burst.tsv: gnuplot burst.gp writes burst.png (columns: see the header of burst.tsv).
+set terminal pngcairo size 1100,1000 font ",10"
+set output "burst.png"
+set datafile separator "\t"
+set datafile missing "NaN"
+set multiplot layout 3,1 title "shmstats scenario burst: 1 M events/s for 10 s (4 x 2 threads)"
+set grid
+set key outside right top
+set xlabel "seconds"
+set ylabel "events/s"
+set format y "%.1s%c"
+plot "burst.tsv" using 1:2 with lines lw 2 title "offered", \
+     "" using 1:3 with lines lw 2 title "delivered", \
+     "" using 1:4 with lines lw 2 title "dropped", \
+     "" using 1:5 with lines lw 1 title "folded"
+set ylabel "latency, ms"
+set format y "%g"
+set logscale y
+plot "burst.tsv" using 1:6 with linespoints pt 7 ps 0.5 title "p50", \
+     "" using 1:7 with linespoints pt 7 ps 0.5 title "p99"
+unset logscale y
+set ylabel "percent"
+set yrange [0:*]
+plot "burst.tsv" using 1:($8*100) with lines lw 2 title "max ring fill", \
+     "" using 1:10 with lines lw 2 title "collector CPU", \
+     "" using 1:12 with lines lw 1 title "producers CPU"
+unset multiplot
