@@ -39,6 +39,12 @@ class Exporter {
   virtual SendResult flush() { return {}; }
   // "closed", "open" or "half_open" for exporters with a circuit breaker; "" otherwise.
   virtual std::string breaker_state() const { return {}; }
+  // Probes of the half-open breaker: sent, and answered with an error. {0, 0} without a breaker.
+  struct Probes {
+    std::uint64_t sent = 0;
+    std::uint64_t failed = 0;
+  };
+  virtual Probes breaker_probes() const { return {}; }
 };
 
 struct ExporterCounters {
@@ -77,6 +83,7 @@ class ExporterRunner {
   const std::string& name() const { return exporter_->name(); }
   const ExporterCounters& counters() const { return counters_; }
   std::string breaker_state() const { return exporter_->breaker_state(); }
+  Exporter::Probes breaker_probes() const { return exporter_->breaker_probes(); }
 
  private:
   void run();

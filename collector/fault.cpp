@@ -18,6 +18,7 @@ class HangingExporter final : public Exporter {
   }
   SendResult flush() override { return inner_->flush(); }
   std::string breaker_state() const override { return inner_->breaker_state(); }
+  Probes breaker_probes() const override { return inner_->breaker_probes(); }
 
  private:
   std::unique_ptr<Exporter> inner_;

@@ -344,6 +344,20 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
     p.sample("shmstats_exporter_circuit_state", fmt::format("exporter=\"{}\"", label(e->name())),
              st == "open" ? 1 : (st == "half_open" ? 2 : 0));
   }
+  p.family("shmstats_exporter_breaker_probes_total", "counter",
+           "Empty probe datagrams a half-open breaker sent, by result (a failed probe re-opens it "
+           "and the batch is dropped instead of sent to a destination that is still down).");
+  for (const ExporterRunner* e : exporters) {
+    if (e->breaker_state().empty()) continue;
+    const Exporter::Probes probes = e->breaker_probes();
+    const std::string exporter = label(e->name());
+    p.sample("shmstats_exporter_breaker_probes_total",
+             fmt::format("exporter=\"{}\",result=\"ok\"", exporter),
+             static_cast<double>(probes.sent > probes.failed ? probes.sent - probes.failed : 0));
+    p.sample("shmstats_exporter_breaker_probes_total",
+             fmt::format("exporter=\"{}\",result=\"failed\"", exporter),
+             static_cast<double>(probes.failed));
+  }
 
   p.family("shmstats_end_to_end_latency_seconds", "histogram",
            "From the event's timestamp in the producer to its send by an exporter.");

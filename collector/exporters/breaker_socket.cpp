@@ -17,10 +17,18 @@ BreakerSocket::BreakerSocket(std::string exporter_name, DatagramSocket socket,
 
 bool BreakerSocket::try_admit(Clock::time_point now) noexcept {
   if (!breaker_.allow(now)) return false;
-  if (breaker_.state() == CircuitBreaker::State::kHalfOpen) {
-    (void)socket_.take_pending_error();  // stale: only the probe's own outcome counts
-  }
-  return true;
+  if (breaker_.state() != CircuitBreaker::State::kHalfOpen) return true;
+  (void)socket_.take_pending_error();  // stale: only the probe's own outcome counts
+  // The probe is an empty datagram, not the batch: a closed port accepts the first datagram sent
+  // to it and answers with an ICMP port unreachable, so a batch sent as the probe would lose its
+  // first datagram while the kernel reports it sent.
+  probes_.fetch_add(1, std::memory_order_relaxed);
+  int err = socket_.send_one({});
+  if (err == 0) err = socket_.take_pending_error();
+  if (err == 0) return true;  // the batch's own send decides whether the breaker closes
+  probes_failed_.fetch_add(1, std::memory_order_relaxed);
+  breaker_.on_failure(now);
+  return false;
 }
 
 void BreakerSocket::cancel(Clock::time_point now) noexcept {

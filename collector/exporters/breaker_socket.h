@@ -8,12 +8,18 @@
 //     unreachable is processed inside the send call, and elsewhere it arrives before a later send,
 //     which then fails with ECONNREFUSED. (Without the pending-error check, sends to a closed UDP
 //     port alternate between success and ECONNREFUSED and consecutive failures never add up.)
-//   - Before the probe of a half-open breaker, a stale pending error (from before the breaker
-//     opened) is discarded, so only the probe's own outcome decides.
+//   - A half-open breaker probes with an empty datagram before it lets a batch through: a stale
+//     pending error (from before the breaker opened) is discarded, the empty datagram is sent and
+//     the pending error read again. Where the answer comes within the send (loopback, a local
+//     Unix socket), a destination still down costs no batch datagram; the batch is dropped and
+//     counted as refused by the open breaker. Elsewhere the ICMP answer comes later, the batch
+//     goes out, and its own outcome decides as before. Receivers ignore empty datagrams (the
+//     shmstats receiver counts them as probes; StatsD servers skip empty lines).
 //
 // Concurrency: owned by one exporter thread; breaker().state() may be read from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -38,7 +44,8 @@ class BreakerSocket {
   BreakerSocket(std::string exporter_name, DatagramSocket socket, std::uint32_t failure_threshold,
                 std::chrono::milliseconds open_duration);
 
-  // False while the breaker is open. True when closed, or for the one probe of half-open.
+  // False while the breaker is open. True when closed, or for the one attempt of half-open whose
+  // empty probe datagram went out without an error; a failed probe re-opens the breaker.
   bool try_admit(Clock::time_point now = Clock::now()) noexcept;
   // An admitted attempt that had nothing to send. A probe without evidence re-opens the breaker
   // (the next batch after the open duration probes again); a closed breaker is left alone.
@@ -49,6 +56,11 @@ class BreakerSocket {
   std::span<const int> errors() const noexcept { return errors_; }
 
   const CircuitBreaker& breaker() const noexcept { return breaker_; }
+  // Empty probe datagrams sent by half-open breakers, and those answered with an error.
+  std::uint64_t probes() const noexcept { return probes_.load(std::memory_order_relaxed); }
+  std::uint64_t probes_failed() const noexcept {
+    return probes_failed_.load(std::memory_order_relaxed);
+  }
   const DatagramSocket& socket() const noexcept { return socket_; }
 
  private:
@@ -57,6 +69,8 @@ class BreakerSocket {
   CircuitBreaker breaker_;
   std::chrono::milliseconds open_duration_;
   std::vector<int> errors_;
+  std::atomic<std::uint64_t> probes_{0};
+  std::atomic<std::uint64_t> probes_failed_{0};
 };
 
 }  // namespace shmstats::collector

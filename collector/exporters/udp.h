@@ -43,6 +43,12 @@ class UdpExporter final : public Exporter {
   std::string breaker_state() const override {
     return CircuitBreaker::to_string(out_.breaker().state());
   }
+  Probes breaker_probes() const override {
+    Probes p;
+    p.failed = out_.probes_failed();  // first: a probe is counted sent before it is failed
+    p.sent = out_.probes();
+    return p;
+  }
 
   const CircuitBreaker& breaker() const noexcept { return out_.breaker(); }
   const Endpoint& endpoint() const noexcept { return out_.socket().endpoint(); }

@@ -25,6 +25,8 @@ namespace {
 
 using nlohmann::json;
 using testing::ChildProcess;
+using testing::file_gets;
+using testing::file_text;
 using testing::PipelineProcess;
 using testing::SegmentGuard;
 using testing::TempDir;
@@ -159,11 +161,6 @@ std::vector<double> delivered_values(const std::string& jsonl, const std::string
   return is_sequence_from_zero(values, static_cast<std::size_t>(expected));
 }
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 bool still_running(ChildProcess& p) { return p.wait(0ms) == -1; }
 
 // One hostile segment per kind of corruption, so the collector meets each kind before the
@@ -257,17 +254,14 @@ TEST(HostileSegmentTest, CorruptedLiveSegmentsAreQuarantinedWhileACleanOneIsDeli
       },
       kWait, [&] { return health_of(sut); }))
       << "every hostile segment ends quarantined, with its reason on /health";
-  const std::string log_text = file_text(log);
   for (std::size_t i = 0; i < names.size(); ++i) {
     const std::string& reason = listed[names[i]];
     const std::string token = reason.substr(0, reason.find(':'));
     EXPECT_EQ(kReasons.count(token), 1U) << kHostile[i].targets << ": " << reason;
-    EXPECT_NE(log_text.find("quarantined segment " + names[i]), std::string::npos)
-        << names[i] << " in\n"
-        << log_text;
+    EXPECT_TRUE(file_gets(log, "quarantined segment " + names[i], kWait));
     std::printf("[ hostile  ] %s: %s\n", kHostile[i].targets.c_str(), reason.c_str());
   }
-  page = sut.metrics();
+  page = sut.metrics();  // after every log line, so after every count
   EXPECT_EQ(testing::prom_value(page, "shmstats_collector_segments_quarantined_total"),
             static_cast<double>(kHostile.size()))
       << page;
@@ -345,13 +339,13 @@ TEST(HostileSegmentTest, ProducerTruncatingItsSegmentIsQuarantinedAndKillsNoRead
       },
       kWait, [&] { return health_of(sut); }));
   EXPECT_EQ(listed[name].rfind("truncated: ", 0), 0U) << listed[name];
+  // The log line follows the counters, so once it is there the page shows them.
+  EXPECT_TRUE(file_gets(log, "quarantined segment " + name + " (truncated)", kWait));
   const std::string page = sut.metrics();
   EXPECT_EQ(testing::prom_value(page, "shmstats_collector_segments_quarantined_by_reason_total",
                                 "reason=\"truncated\""),
             1)
       << page;
-  EXPECT_NE(file_text(log).find("quarantined segment " + name + " (truncated)"), std::string::npos)
-      << file_text(log);
   std::printf("[ truncate ] %s; %g pages read past the end\n", listed[name].c_str(),
               testing::prom_value(page, "shmstats_collector_mapping_faults_total"));
   ASSERT_FALSE(clean.read_line_starting("done ", kWait).empty());

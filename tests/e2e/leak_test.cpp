@@ -28,6 +28,8 @@ namespace {
 
 using testing::ChildProcess;
 using testing::drained_from;
+using testing::file_gets;
+using testing::file_text;
 using testing::PipelineProcess;
 using testing::SegmentGuard;
 using testing::start_collector;
@@ -53,13 +55,6 @@ constexpr std::size_t kShownStderrBytes = 6000;
 
 // Smaller segments (1.3 MB rather than the default 5 MB), cheap to make and reclaim.
 const std::vector<std::string> kProducerGeometry = {"--rings", "4", "--ring-capacity", "4096"};
-
-std::string file_text(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 std::string tail_of(const std::string& text) {
   return text.size() <= kShownStderrBytes ? text : text.substr(text.size() - kShownStderrBytes);
@@ -162,12 +157,20 @@ TEST(DaemonLeakTest, CollectorAndReceiverExitWithoutLeaksAfterProducersComeAndGo
     ASSERT_EQ(killed.wait(kWait), kKilledStatus) << "pair " << pair;
     ASSERT_EQ(exiting.wait(kWait), 0) << "pair " << pair;
   }
-  ASSERT_TRUE(wait_until([&] { return shm::list_segments(guard.prefix()).empty(); }, kWait,
-                         [&] {
-                           return std::to_string(shm::list_segments(guard.prefix()).size()) +
-                                  " segments left";
-                         }));
-  const std::string collector_metrics = sut.metrics();
+  // A segment's file goes before its reclaim is counted: wait for both.
+  std::string collector_metrics;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        collector_metrics = sut.metrics();
+        return shm::list_segments(guard.prefix()).empty() &&
+               testing::prom_value(collector_metrics,
+                                   "shmstats_collector_segments_reclaimed_total") >= kProducers;
+      },
+      kWait,
+      [&] {
+        return std::to_string(shm::list_segments(guard.prefix()).size()) + " segments left\n" +
+               collector_metrics;
+      }));
   EXPECT_EQ(testing::prom_value(collector_metrics, "shmstats_collector_segments_attached_total"),
             kProducers);
   EXPECT_EQ(testing::prom_value(collector_metrics, "shmstats_collector_segments_reclaimed_total"),

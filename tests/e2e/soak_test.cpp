@@ -224,12 +224,20 @@ TEST(CollectorSoakTest, MemoryAndDescriptorsStayBoundedWhileProducersComeAndGo) 
     }
   }
   producers.clear();
-  EXPECT_TRUE(wait_until([&] { return shm::list_segments(guard.prefix()).empty(); }, kWait,
-                         [&] {
-                           return std::to_string(shm::list_segments(guard.prefix()).size()) +
-                                  " segments left";
-                         }));
-  const std::string metrics = sut.metrics();
+  // A segment's file goes before its reclaim is counted: wait for both.
+  std::string metrics;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        metrics = sut.metrics();
+        return shm::list_segments(guard.prefix()).empty() &&
+               testing::prom_value(metrics, "shmstats_collector_segments_reclaimed_total") >=
+                   static_cast<double>(started);
+      },
+      kWait,
+      [&] {
+        return std::to_string(shm::list_segments(guard.prefix()).size()) + " segments left\n" +
+               metrics;
+      }));
   const Sample last = sample_of(pid, seconds);
   samples.push_back(last);
 

@@ -196,19 +196,29 @@ class StatsdE2eTest : public ::testing::Test {
     udp_port_ = testing::closed_udp_port();
     admin_port_ = free_tcp_port();
     ASSERT_NE(admin_port_, 0);
+    start_script_ = (peers / "start-statsd.sh").string();
     pidfile_ = dir_.path() / "statsd.pid";
-    auto start = ChildProcess::spawn({"/bin/bash", (peers / "start-statsd.sh").string(),
-                                      std::to_string(udp_port_), std::to_string(admin_port_),
-                                      pidfile_.string()});
-    started_ = true;
-    const int status = start.wait(kStartTimeout);
-    ASSERT_EQ(status, 0) << "start-statsd.sh failed; log:\n" << read_file(log_path());
+    ASSERT_NO_FATAL_FAILURE(start_statsd());
   }
 
   void TearDown() override {
     if (!started_) return;
     if (HasFailure()) std::cerr << "statsd log:\n" << read_file(log_path()) << "\n";
+    stop_statsd();
+  }
+
+  // Starts StatsD on the fixture's ports (again, after stop_statsd()).
+  void start_statsd() {
+    auto start = ChildProcess::spawn({"/bin/bash", start_script_, std::to_string(udp_port_),
+                                      std::to_string(admin_port_), pidfile_.string()});
+    started_ = true;
+    const int status = start.wait(kStartTimeout);
+    ASSERT_EQ(status, 0) << "start-statsd.sh failed; log:\n" << read_file(log_path());
+  }
+
+  void stop_statsd() {
     auto stop = ChildProcess::spawn({"/bin/bash", stop_script_, pidfile_.string()});
+    started_ = false;
     EXPECT_EQ(stop.wait(kStartTimeout), 0) << "stop.sh failed";
   }
 
@@ -228,6 +238,7 @@ class StatsdE2eTest : public ::testing::Test {
 
   TempDir dir_;
   fs::path pidfile_;
+  std::string start_script_;
   std::string stop_script_;
   std::uint16_t udp_port_ = 0;
   std::uint16_t admin_port_ = 0;
@@ -333,6 +344,60 @@ TEST_F(StatsdE2eTest, StatsdHoldsExactlyWhatTheDogStatsdExporterSent) {
             (std::vector<double>{1.5, 20, 300}));
 }
 
+// StatsD goes away and the exporter's breaker opens; while it is down each half-open probe (an
+// empty datagram) fails and no event is counted sent. StatsD comes back on the same port: the
+// probe that closes the breaker is skipped by StatsD (no bad line), and every event counted sent
+// from then on is in StatsD.
+TEST_F(StatsdE2eTest, BreakerProbeIsNoBadLineAndDeliveryResumesWhenStatsdReturns) {
+  DogStatsdOptions options;
+  options.destination = "127.0.0.1:" + std::to_string(udp_port_);
+  options.breaker_failures = 1;
+  options.breaker_open = std::chrono::milliseconds(50);
+  auto created = DogStatsdExporter::create(options);
+  ASSERT_TRUE(created) << created.error().message;
+  auto sut = std::move(created).value();
+  BatchBuilder b;
+  b.point(b.series("e2e.resumed", shm::Kind::kCounter), 1);
+  stop_statsd();
+  auto state = [&] { return "breaker " + sut->breaker_state(); };
+  ASSERT_TRUE(wait_until(
+      [&] {
+        (void)sut->send(b.batch());
+        return sut->breaker_state() == "open";
+      },
+      kWait, state));
+  std::uint64_t sent_while_down = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sent_while_down += sut->send(b.batch()).events_sent;
+        return sut->breaker_probes().failed >= 2;
+      },
+      kWait, state));
+  EXPECT_EQ(sent_while_down, 0U);
+
+  ASSERT_NO_FATAL_FAILURE(start_statsd());
+  std::uint64_t sent = 0;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        sent += sut->send(b.batch()).events_sent;
+        return sut->breaker_state() == "closed";
+      },
+      kWait, state));
+  ASSERT_GE(sent, 1U);
+  JsObject counters;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        counters = query("counters");
+        return counters.ok && counters.numbers.count("e2e.resumed") == 1 &&
+               counters.numbers.at("e2e.resumed") == static_cast<double>(sent);
+      },
+      kWait, [&] { return "sent " + std::to_string(sent) + ": " + describe(counters); }));
+  EXPECT_EQ(number(counters, "statsd.bad_lines_seen"), 0);
+  // The closing probe and the batch after it, both received.
+  EXPECT_GE(number(counters, "statsd.packets_received"), 2);
+  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed + 1);
+}
+
 // The whole way: producer processes -> shared memory -> shmstats-collector --dogstatsd -> the
 // real StatsD daemon. Counters, gauges and timers read back exactly what the producers pushed.
 TEST_F(StatsdE2eTest, ProducersThroughCollectorArriveExactlyInStatsd) {
@@ -364,18 +429,22 @@ TEST_F(StatsdE2eTest, ProducersThroughCollectorArriveExactlyInStatsd) {
   const std::string gauge_key = "loadgen.s3;service=loadgen;shard=3";
   JsObject counters;
   JsObject timers;
+  JsObject gauges;
   ASSERT_TRUE(wait_until(
       [&] {
         counters = query("counters");
         timers = query("timers");
+        gauges = query("gauges");
         return counters.numbers.count(counter_key) == 1 && timers.arrays.count(timer_key) == 1 &&
+               gauges.numbers.count(gauge_key) == 1 &&
+               gauges.numbers.at(gauge_key) == (kEvents - 1) % 500 &&
                counters.numbers.at(counter_key) ==
                    by_kind.at("counter").at("accepted_sum").get<double>() &&
                timers.arrays.at(timer_key).size() ==
                    by_kind.at("timing").at("accepted").get<std::size_t>();
       },
-      kWait, [&] { return describe(counters) + " / " + describe(timers); }));
-  const JsObject gauges = query("gauges");
+      kWait,
+      [&] { return describe(counters) + " / " + describe(timers) + " / " + describe(gauges); }));
   EXPECT_EQ(number(counters, "statsd.bad_lines_seen"), 0);
   EXPECT_EQ(number(counters, counter_key), by_kind.at("counter").at("accepted_sum").get<double>());
   std::int64_t timer_tenths = 0;

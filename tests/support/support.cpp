@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "shm/segment.h"
@@ -171,6 +173,17 @@ std::uint64_t line_field(const std::string& line, const std::string& name) {
   while (at != std::string::npos && at != 0 && line[at - 1] != ' ') at = line.find(key, at + 1);
   if (at == std::string::npos) return ~std::uint64_t{0};
   return std::strtoull(line.c_str() + at + key.size(), nullptr, 10);
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+::testing::AssertionResult file_gets(const std::string& path, const std::string& needle,
+                                     std::chrono::milliseconds timeout) {
+  return wait_until([&] { return file_text(path).find(needle) != std::string::npos; }, timeout,
+                    [&] { return "no \"" + needle + "\" in " + path + ":\n" + file_text(path); });
 }
 
 std::string helper_path() { return SHMSTATS_TEST_HELPER; }

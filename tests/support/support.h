@@ -70,6 +70,14 @@ class ChildProcess {
 // The number after "name=" in a "k=v k=v" line (the helper's report lines), or all ones if absent.
 std::uint64_t line_field(const std::string& line, const std::string& name);
 
+// The whole of the file at `path` ("" if it cannot be read).
+std::string file_text(const std::string& path);
+
+// Polls the file at `path` until it contains `needle` (a child's log line is written after the
+// counters it follows, so a test that saw the counter change waits for the line too).
+::testing::AssertionResult file_gets(const std::string& path, const std::string& needle,
+                                     std::chrono::milliseconds timeout);
+
 // Path of the helper binary (set by CMake as SHMSTATS_TEST_HELPER).
 std::string helper_path();
 

@@ -358,6 +358,11 @@ Receiver::Sender& Receiver::sender_locked(std::uint64_t id) {
 
 void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
   datagrams_.fetch_add(1, std::memory_order_relaxed);
+  if (bytes.empty()) {
+    // A collector's circuit breaker asking whether anyone listens (no data, nothing malformed).
+    probes_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   bytes_.fetch_add(bytes.size(), std::memory_order_relaxed);
   proto::DecodedDatagram datagram;
   proto::DecodeFailure failure{proto::DecodeError::kCount, {}};
@@ -432,6 +437,7 @@ std::vector<Receiver::SenderSnapshot> Receiver::sender_snapshot(SequenceCounters
 ReceiverStats Receiver::stats() const {
   ReceiverStats s;
   s.datagrams = datagrams_.load(std::memory_order_relaxed);
+  s.probes = probes_.load(std::memory_order_relaxed);
   s.bytes = bytes_.load(std::memory_order_relaxed);
   s.events = events_.load(std::memory_order_relaxed);
   s.aggregates = aggregates_.load(std::memory_order_relaxed);
@@ -455,6 +461,9 @@ std::string Receiver::metrics_text() const {
   const auto senders = sender_snapshot(totals);
   Exposition out;
   out.single("datagrams_total", "counter", "UDP datagrams received, valid or not.", s.datagrams);
+  out.single("probes_total", "counter",
+             "Empty datagrams received: collectors' circuit breakers probing (not malformed).",
+             s.probes);
   out.single("bytes_total", "counter", "Bytes of UDP datagrams received.", s.bytes);
   out.single("events_total", "counter", "Events in accepted datagrams.", s.events);
   out.single("aggregates_total", "counter", "Aggregates (folded values) in accepted datagrams.",

@@ -64,7 +64,8 @@ shm::Result<Endpoint> parse_endpoint(std::string_view text,
                                      std::string_view default_host = kDefaultHost);
 
 struct ReceiverStats {
-  std::uint64_t datagrams = 0;  // received, valid or not
+  std::uint64_t datagrams = 0;  // received, valid or not (probes included)
+  std::uint64_t probes = 0;     // empty datagrams: collectors' breakers probing
   std::uint64_t bytes = 0;
   std::uint64_t events = 0;             // in accepted datagrams
   std::uint64_t aggregates = 0;         // in accepted datagrams
@@ -135,6 +136,7 @@ class Receiver {
   std::unique_ptr<httplib::Server> http_;
 
   std::atomic<std::uint64_t> datagrams_{0};
+  std::atomic<std::uint64_t> probes_{0};
   std::atomic<std::uint64_t> bytes_{0};
   std::atomic<std::uint64_t> events_{0};
   std::atomic<std::uint64_t> aggregates_{0};

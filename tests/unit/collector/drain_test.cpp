@@ -70,7 +70,6 @@ TEST(DrainReclaimTest, SegmentMadeAgainUnderAReclaimedNameIsAttachedAndReclaimed
   EXPECT_TRUE(shm::list_segments(guard.prefix()).empty());
 }
 
-
 // An exporter whose send blocks until the test opens the gate; it counts every value it was given
 // (points, and the values folded into each aggregate).
 class GatedExporter final : public Exporter {

@@ -178,7 +178,8 @@ TEST(HttpServerTest, GarbageRequestGetsBadRequest) {
   RawClient client(sut->port());
 
   // A TLS ClientHello prefix with embedded NULs, then junk: the length comes from the literal.
-  static constexpr char kGarbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n";
+  static constexpr char kGarbage[] =
+      "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n";
   client.send(std::string(kGarbage, sizeof(kGarbage) - 1));
   const std::string reply = client.read_until_closed(kReplyTimeout);
 

@@ -424,7 +424,45 @@ TEST(DogStatsdExporterTest, HalfOpenProbeClosesOnceListenerExists) {
       },
       kWait, [&] { return "breaker " + sut->breaker_state(); }));
 
-  EXPECT_EQ(receiver.receive(1, kWait), std::vector<std::string>{"probe:1|c"});
+  // The empty probe datagram (StatsD servers skip empty lines), then the batch.
+  EXPECT_EQ(receiver.receive(2, kWait), (std::vector<std::string>{"", "probe:1|c"}));
+}
+
+TEST(DogStatsdExporterTest, ProbesOfAClosedPortSendNoBatchAndCountEveryEventDropped) {
+  constexpr std::uint64_t kProbes = 5;
+  DogStatsdOptions options;
+  options.destination = "127.0.0.1:" + std::to_string(testing::closed_udp_port());
+  options.breaker_failures = 1;
+  options.breaker_open = milliseconds(20);
+  auto sut = make_sut(options);
+  ASSERT_NE(sut, nullptr);
+  BatchBuilder b;
+  const auto* s = b.series("probed", shm::Kind::kCounter);
+  b.point(s, 1).point(s, 2);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        (void)sut->send(b.batch());
+        return sut->breaker_state() == "open";
+      },
+      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+  std::uint64_t offered = 0;
+  std::uint64_t sent = 0;
+  std::uint64_t dropped = 0;
+
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const SendResult r = sut->send(b.batch());
+        offered += b.batch().size();
+        sent += r.events_sent;
+        dropped += r.events_dropped;
+        return sut->breaker_probes().failed >= kProbes;
+      },
+      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+
+  EXPECT_EQ(sent, 0U);
+  EXPECT_EQ(dropped, offered);
+  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed);
+  EXPECT_EQ(sut->breaker_state(), "open");
 }
 
 TEST(DogStatsdExporterTest, CreateRejectsPayloadOutOfRange) {

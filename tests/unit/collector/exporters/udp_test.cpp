@@ -207,12 +207,51 @@ TEST(UdpExporterTest, HalfOpenProbeClosesOnceListenerExists) {
       kWait, [&] { return "breaker " + sut->breaker_state(); }));
 
   EXPECT_EQ(sent, b.batch().size());
-  const auto got = receiver.receive(1, kWait);
-  ASSERT_EQ(got.size(), 1U);
+  // The empty probe datagram first, then the batch it let through.
+  const auto got = receiver.receive(2, kWait);
+  ASSERT_EQ(got.size(), 2U);
+  EXPECT_TRUE(got[0].empty());
   proto::DecodedDatagram d;
-  ASSERT_TRUE(decode(got[0], d));
+  ASSERT_TRUE(decode(got[1], d));
   ASSERT_EQ(d.events.size(), 1U);
   EXPECT_EQ(d.series.at(d.events[0].series).name, "udp.small");
+  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed + 1);
+}
+
+// Probing a port that is still closed costs no batch datagram: without the empty probe, the
+// first datagram of every probing batch was accepted by the kernel (counted sent) and lost.
+TEST(UdpExporterTest, ProbesOfAClosedPortSendNoBatchAndCountEveryEventDropped) {
+  constexpr std::uint32_t kThreshold = 1;
+  constexpr std::uint64_t kProbes = 5;
+  auto sut = make_sut("127.0.0.1:" + std::to_string(testing::closed_udp_port()), kThreshold,
+                      milliseconds(20));
+  ASSERT_NE(sut, nullptr);
+  BatchBuilder b;
+  const auto* s = b.series("udp.probed", shm::Kind::kCounter);
+  b.point(s, 1).point(s, 2).point(s, 3);
+  ASSERT_EQ(drive_open(*sut, b.batch(), kThreshold), kThreshold);
+  std::uint64_t offered = 0;
+  std::uint64_t sent = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t datagrams = 0;
+
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const SendResult r = sut->send(b.batch());
+        offered += b.batch().size();
+        sent += r.events_sent;
+        dropped += r.events_dropped;
+        datagrams += r.datagrams;
+        return sut->breaker_probes().failed >= kProbes;
+      },
+      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+
+  EXPECT_EQ(sent, 0U);
+  EXPECT_EQ(datagrams, 0U);
+  EXPECT_EQ(dropped, offered);
+  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed);
+  EXPECT_EQ(sut->breaker().opened_count(), 1 + sut->breaker_probes().failed);
+  EXPECT_EQ(sut->breaker_state(), "open");
 }
 
 TEST(UdpExporterTest, FailedProbeReopensTheBreaker) {
