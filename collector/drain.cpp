@@ -180,6 +180,10 @@ std::size_t DrainLoop::round(bool& pressure) {
       }
       // The segment's quarantine (its reason names the ring) is logged when it is detached.
       if (res.corrupt) counters_.rings_quarantined.fetch_add(1, std::memory_order_relaxed);
+      if (drained > 0) {
+        counters_.slot_bytes_released.fetch_add(source->take_released_bytes(),
+                                                std::memory_order_relaxed);
+      }
       total += drained;
       if (batch_->size() >= options_.batch_size) {
         flush(FlushReason::kSize);

@@ -84,6 +84,7 @@ struct DrainCounters {
   std::atomic<std::uint64_t> rings_quarantined{0};
   std::atomic<std::uint64_t> segments_active{0};
   std::atomic<std::uint64_t> backpressure_rounds{0};  // rounds skipped: no exporter had room
+  std::atomic<std::uint64_t> slot_bytes_released{0};  // drained slot pages unmapped (madvise)
 };
 
 class DrainLoop {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collector/batch.h"
@@ -122,6 +123,9 @@ class Source {
   const Quarantine* quarantine() const noexcept { return quarantine_ ? &*quarantine_ : nullptr; }
   // Events taken from the rings whose series, kind, rate or value did not check out.
   std::uint64_t invalid_events() const noexcept { return invalid_events_; }
+  // Bytes of drained slot pages given back since the last call (see release_drained in
+  // source.cpp); the caller adds them to its counter.
+  std::uint64_t take_released_bytes() noexcept { return std::exchange(released_bytes_, 0); }
 
   // True once the producer is gone (closed, or its process died) — it will push no more. The
   // owner is the one recorded at attach: a later rewrite of the header does not change it.
@@ -135,6 +139,7 @@ class Source {
   const proto::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
   void set_quarantine(QuarantineReason reason, std::string message);
   bool truncated_now();
+  void release_drained(std::uint32_t ring);
 
   shm::Segment segment_;
   std::string service_;
@@ -148,6 +153,9 @@ class Source {
   std::optional<Quarantine> quarantine_;
   std::vector<shm::RingReader> readers_;
   std::vector<bool> ring_quarantined_;
+  // Per ring: the position up to which the slot pages behind the consumer were given back.
+  std::vector<std::uint64_t> released_;
+  std::uint64_t released_bytes_ = 0;
   struct CachedSeries {
     std::shared_ptr<const proto::SeriesDef> def;
     std::uint64_t batch_id = 0;  // last batch this definition was attached to

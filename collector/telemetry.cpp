@@ -231,6 +231,11 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
   p.counter("shmstats_collector_rings_quarantined_total",
             "Rings whose indices broke the ring invariant (their segment is quarantined).",
             d(c.rings_quarantined));
+  p.counter("shmstats_collector_slot_bytes_released_total",
+            "Bytes of drained ring slot pages unmapped from the collector (the data stays in the "
+            "segment; this keeps the collector's resident memory from growing with every page an "
+            "event passed through).",
+            d(c.slot_bytes_released));
   p.counter("shmstats_collector_mapping_faults_total",
             "Pages of truncated segment files read past their end (SIGBUS caught, zero page "
             "mapped).",

@@ -8,11 +8,16 @@
 //   offset 0        SegmentHeader            512 B   identity, geometry, state, segment counters
 //   series_offset   SeriesEntry[capacity]    128 B each   (published one by one)
 //   strings_offset  string pool              strings_size B   (series names and tags)
-//   rings_offset    Ring[ring_count]         ring_stride B each:
-//                     RingHeader             384 B   (6 cache lines)
-//                     Event[ring_capacity]   32 B each
+//   rings_offset    RingHeader[ring_count]   ring_stride (384) B each, side by side
+//   slots_offset    Event[ring_capacity] per ring, ring i's at slots_offset + i * ring_capacity
+//                   * 32; slots_offset is rings_offset + ring_count * 384 rounded up to 4096,
+//                   so each ring's slots start on a page
 //
-//   default total: 512 + 4096*128 + 262144 + 16*(384 + 8192*32) = 4,987,392 bytes (< 5 MB)
+//   default total: 512 + 4096*128 + 262144 = 786,944 (rings_offset), + 16*384 = 793,088,
+//   rounded up to 794,624 (slots_offset), + 16*8192*32 = 4,988,928 bytes (< 5 MB)
+//
+// The ring headers sit together so that a reader that polls every ring's indices touches 2 pages
+// per segment, not one page per ring (layout 2 put each header in front of its slots).
 //
 // SegmentHeader (cache lines 0-7):
 //   0   magic            written LAST at creation, release: the "ready" signal (pairs with the
@@ -53,7 +58,11 @@ inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::uint64_t kMagic = 0x5354415453'4D4853ULL;
 // 2: DropReason::kInvalidValue; RingHeader::folded and SegmentHeader::folded_no_ring moved to
 //    line 4 so that each dropped[] array fills one line.
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// 3: the ring headers side by side after the string pool, the slots after them from a page
+//    boundary (SegmentHeader::slots_offset); ring_stride is now the distance between headers.
+inline constexpr std::uint32_t kLayoutVersion = 3;
+// Slots start on a boundary of this many bytes (the smallest page size on Linux).
+inline constexpr std::uint64_t kSlotsAlignment = 4096;
 
 inline constexpr std::size_t kMaxServiceNameBytes = 63;
 inline constexpr std::size_t kMaxNameBytes = 200;
@@ -192,6 +201,8 @@ struct alignas(kCacheLine) SegmentHeader {
   std::uint8_t default_overflow;  // Overflow
   std::uint8_t reserved0[3];
   std::uint32_t sample_keep_one_in;  // sampled strategy keeps 1 in N low-priority events
+  std::uint64_t slots_offset;        // ring 0's slots; ring i's follow at i * ring_capacity * 32
+  std::uint8_t reserved3[48];
   // line 4: mutable state.
   alignas(kCacheLine) std::atomic<std::uint32_t> state;  // SegmentState; release by the owner
   std::atomic<std::uint32_t> series_count;  // release after the entry it counts is published
@@ -209,6 +220,7 @@ static_assert(offsetof(SegmentHeader, layout_version) == 8);
 static_assert(offsetof(SegmentHeader, owner_pid) == 80);
 static_assert(offsetof(SegmentHeader, service_name) == 128);
 static_assert(offsetof(SegmentHeader, sample_keep_one_in) == 196);
+static_assert(offsetof(SegmentHeader, slots_offset) == 200);
 static_assert(offsetof(SegmentHeader, state) == 4 * kCacheLine);
 static_assert(offsetof(SegmentHeader, folded_no_ring) == 4 * kCacheLine + 16);
 static_assert(offsetof(SegmentHeader, dropped) == 5 * kCacheLine);
@@ -263,11 +275,17 @@ struct Geometry {
     // strings_size is rounded so rings start on a cache line.
     return strings_offset() + ((std::uint64_t{strings_size} + kCacheLine - 1) & ~(kCacheLine - 1));
   }
-  std::uint64_t ring_stride() const noexcept {
-    return sizeof(RingHeader) + std::uint64_t{ring_capacity} * sizeof(Event);
+  // Distance between consecutive ring headers.
+  std::uint64_t ring_stride() const noexcept { return sizeof(RingHeader); }
+  std::uint64_t slots_offset() const noexcept {
+    const std::uint64_t end = rings_offset() + std::uint64_t{ring_count} * ring_stride();
+    return (end + kSlotsAlignment - 1) & ~(kSlotsAlignment - 1);
+  }
+  std::uint64_t slots_bytes() const noexcept {  // one ring's
+    return std::uint64_t{ring_capacity} * sizeof(Event);
   }
   std::uint64_t total_size() const noexcept {
-    return rings_offset() + std::uint64_t{ring_count} * ring_stride();
+    return slots_offset() + std::uint64_t{ring_count} * slots_bytes();
   }
 };
 

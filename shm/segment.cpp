@@ -322,6 +322,7 @@ Result<Segment> Segment::create(const SegmentOptions& options, std::uint32_t seq
   h->ring_capacity = g.ring_capacity;
   h->ring_header_size = sizeof(RingHeader);
   h->ring_stride = g.ring_stride();
+  h->slots_offset = g.slots_offset();
   h->owner_pid = pid;
   h->owner_uid = ::getuid();
   h->owner_start_time = start_time;
@@ -465,6 +466,9 @@ Result<Geometry> validate_segment(const void* base, std::size_t size) {
   if (h->ring_stride != geo.ring_stride()) {
     return invalid("ring stride", h->ring_stride, geo.ring_stride());
   }
+  if (h->slots_offset != geo.slots_offset()) {
+    return invalid("slots offset", h->slots_offset, geo.slots_offset());
+  }
   if (h->total_size != geo.total_size()) {
     return invalid("total size", h->total_size, geo.total_size());
   }
@@ -523,8 +527,9 @@ RingHeader& Segment::ring_header(std::uint32_t index) const noexcept {
 }
 
 Event* Segment::ring_slots(std::uint32_t index) const noexcept {
-  return reinterpret_cast<Event*>(reinterpret_cast<unsigned char*>(&ring_header(index)) +
-                                  sizeof(RingHeader));
+  auto* base = static_cast<unsigned char*>(mapping_->address());
+  return reinterpret_cast<Event*>(base + geometry_.slots_offset() +
+                                  std::uint64_t{index} * geometry_.slots_bytes());
 }
 
 RingWriter Segment::ring_writer(std::uint32_t index) const noexcept {

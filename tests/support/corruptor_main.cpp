@@ -221,7 +221,7 @@ class Corruptor {
 
   void header() {
     shmstats::shm::SegmentHeader& h = seg_.header();
-    switch (below(20)) {
+    switch (below(21)) {
       case 0:
         return note("magic", set_atomic(h.magic, extreme64()));
       case 1:
@@ -268,6 +268,8 @@ class Corruptor {
         return note("series_count", set_atomic(h.series_count, extreme32()));
       case 18:
         return note("strings_used", set_atomic(h.strings_used, extreme32()));
+      case 19:
+        return note("slots_offset", set(h.slots_offset, extreme64()));
       default:
         return note("sample_keep_one_in", set(h.sample_keep_one_in, extreme32()));
     }

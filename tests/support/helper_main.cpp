@@ -225,7 +225,7 @@ int no_shm(int argc, char** argv) {
   const std::string shm = arg_value(argc, argv, "--shm", "full");
   const int threads = std::stoi(arg_value(argc, argv, "--threads", "4"));
   const std::uint64_t events = std::stoull(arg_value(argc, argv, "--events", "1000"));
-  shmstats::Options options;  // default geometry: a 4,987,392-byte segment
+  shmstats::Options options;  // default geometry: a 4,988,928-byte segment
   options.shm_prefix = arg_value(argc, argv, "--prefix", "shmstats");
   options.service = "test-helper";
   options.read_environment = false;

@@ -49,6 +49,36 @@ TEST(SegmentCreateTest, DefaultSegmentFitsInFiveMegabytes) {
   EXPECT_EQ(sut.value().geometry().series_capacity, 4096U);
 }
 
+// Layout 3: the ring headers side by side (a reader polling every ring touches their 2 pages,
+// not one page per ring), each ring's slots on a page of their own, nothing overlapping.
+TEST(SegmentCreateTest, RingHeadersSitTogetherAndEachRingsSlotsStartOnAPage) {
+  SegmentGuard guard(unique_prefix());
+  SegmentOptions o;
+  o.prefix = guard.prefix();
+  auto sut = Segment::create(o);
+  ASSERT_TRUE(sut) << sut.error().message;
+  const Segment& seg = sut.value();
+  const Geometry& g = seg.geometry();
+  const auto* base = reinterpret_cast<const unsigned char*>(&seg.header());
+  const auto offset = [&](const void* p) {
+    return static_cast<std::uint64_t>(static_cast<const unsigned char*>(p) - base);
+  };
+  const std::uint64_t headers_end = g.rings_offset() + g.ring_count * sizeof(RingHeader);
+  EXPECT_LE((headers_end - 1) / kSlotsAlignment - g.rings_offset() / kSlotsAlignment, 1U)
+      << "16 ring headers span at most 2 pages";
+  for (std::uint32_t r = 0; r < g.ring_count; ++r) {
+    EXPECT_EQ(offset(&seg.ring_header(r)), g.rings_offset() + r * sizeof(RingHeader)) << r;
+    const std::uint64_t slots = offset(seg.ring_slots(r));
+    EXPECT_EQ(slots % kSlotsAlignment, 0U) << r;
+    EXPECT_GE(slots, headers_end) << r;
+    EXPECT_EQ(slots, g.slots_offset() + r * g.ring_capacity * sizeof(Event)) << r;
+  }
+  EXPECT_EQ(offset(seg.ring_slots(g.ring_count - 1)) + g.ring_capacity * sizeof(Event),
+            g.total_size());
+  EXPECT_EQ(seg.header().slots_offset, g.slots_offset());
+  EXPECT_EQ(g.total_size(), 4'988'928U) << "the size README.md gives";
+}
+
 TEST(SegmentCreateTest, WritesIdentityIntoHeader) {
   SegmentGuard guard(unique_prefix());
   auto sut = Segment::create(small_options(guard.prefix()));
@@ -202,6 +232,13 @@ TEST(SegmentAttachTest, RejectsGeometryThatDoesNotMatchTheMapping) {
   sut = Segment::attach(created.value().name(), Segment::Access::kReadOnly);
   ASSERT_FALSE(sut);
   EXPECT_NE(sut.error().message.find("rings offset"), std::string::npos);
+  h.rings_offset -= 8;
+  h.slots_offset -= kSlotsAlignment;  // the slots would overlap the ring headers
+  sut = Segment::attach(created.value().name(), Segment::Access::kReadOnly);
+  ASSERT_FALSE(sut);
+  EXPECT_NE(sut.error().message.find("slots offset"), std::string::npos);
+  h.slots_offset += kSlotsAlignment;
+  EXPECT_TRUE(Segment::attach(created.value().name(), Segment::Access::kReadOnly));
 }
 
 TEST(SegmentAttachTest, ValidatorRejectsBufferSmallerThanHeader) {
