@@ -1,9 +1,10 @@
 // The raw SPSC ring (shm/ring.h) against boost::lockfree::spsc_queue and a mutex-guarded
 // std::deque, each with a consumer thread draining it, for several capacities. The ring lives in
-// ordinary memory, laid out as in a segment (header, then slots). Events are pre-built (no clock
-// read), so this measures the queues alone. A push that finds the queue full fails and is counted
-// (failed_frac); the event is dropped. Before each timed batch the producer waits, untimed, until
-// the queue has room for the whole batch, so the latency samples are pushes into a queue with
+// ordinary memory: its header, then its slots, in one block (a segment keeps the ring headers
+// together and each ring's slots page-aligned after them, shm/layout.h). Events are pre-built (no
+// clock read), so this measures the queues alone. A push that finds the queue full fails and is
+// counted (failed_frac); the event is dropped. Before each timed batch the producer waits, untimed,
+// until the queue has room for the whole batch, so the latency samples are pushes into a queue with
 // room and items_per_second (real time) is the sustained rate, bounded by the slower side. The
 // machine has 2 cores; the threads are pinned to them (bench_util.h, Placement). Benchmarks never
 // assert.
@@ -37,7 +38,8 @@ shm::Event make_event(std::uint64_t seq) noexcept {
   return ev;
 }
 
-// The shm ring in ordinary memory: RingHeader, then capacity slots, cache-line aligned.
+// The shm ring in ordinary memory: RingHeader, then capacity slots, cache-line aligned (in a
+// segment the slots are elsewhere; the reader and writer only need the two pointers).
 class ShmRing {
  public:
   explicit ShmRing(std::uint32_t capacity)

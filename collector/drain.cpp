@@ -180,10 +180,6 @@ std::size_t DrainLoop::round(bool& pressure) {
       }
       // The segment's quarantine (its reason names the ring) is logged when it is detached.
       if (res.corrupt) counters_.rings_quarantined.fetch_add(1, std::memory_order_relaxed);
-      if (drained > 0) {
-        counters_.slot_bytes_released.fetch_add(source->take_released_bytes(),
-                                                std::memory_order_relaxed);
-      }
       total += drained;
       if (batch_->size() >= options_.batch_size) {
         flush(FlushReason::kSize);
@@ -337,6 +333,10 @@ std::size_t DrainLoop::step(bool shutting_down) {
     detach_corrupt();
     forget_vanished_quarantined();
     reclaim();
+    for (auto& source : sources_) {
+      counters_.slot_bytes_released.fetch_add(source->release_drained_pages(),
+                                              std::memory_order_relaxed);
+    }
   }
   refresh_stats(shutting_down);
   return drained;

@@ -123,9 +123,10 @@ class Source {
   const Quarantine* quarantine() const noexcept { return quarantine_ ? &*quarantine_ : nullptr; }
   // Events taken from the rings whose series, kind, rate or value did not check out.
   std::uint64_t invalid_events() const noexcept { return invalid_events_; }
-  // Bytes of drained slot pages given back since the last call (see release_drained in
-  // source.cpp); the caller adds them to its counter.
-  std::uint64_t take_released_bytes() noexcept { return std::exchange(released_bytes_, 0); }
+  // Gives back the slot pages every ring's read position has left behind, up to the start of
+  // the 64 KiB window it is in (see release_drained in source.cpp). Returns the bytes given
+  // back; the caller adds them to its counter. The housekeeping pass calls it.
+  std::uint64_t release_drained_pages();
 
   // True once the producer is gone (closed, or its process died) — it will push no more. The
   // owner is the one recorded at attach: a later rewrite of the header does not change it.

@@ -7,7 +7,7 @@
 //
 //   offset 0        SegmentHeader            512 B   identity, geometry, state, segment counters
 //   series_offset   SeriesEntry[capacity]    128 B each   (published one by one)
-//   strings_offset  string pool              strings_size B   (series names and tags)
+//   strings_offset  string pool              strings_size B, rounded up to 64   (names, tags)
 //   rings_offset    RingHeader[ring_count]   ring_stride (384) B each, side by side
 //   slots_offset    Event[ring_capacity] per ring, ring i's at slots_offset + i * ring_capacity
 //                   * 32; slots_offset is rings_offset + ring_count * 384 rounded up to 4096,
@@ -22,7 +22,7 @@
 // SegmentHeader (cache lines 0-7):
 //   0   magic            written LAST at creation, release: the "ready" signal (pairs with the
 //                        acquire load in validate_segment)
-//   8   layout_version .. 200: identity and geometry, immutable after creation
+//   8   layout_version .. 208: identity and geometry, immutable after creation
 //   256 state, series_count, strings_used   producer-written, readers acquire
 //   272 folded_no_ring   values folded by threads without a ring (any thread, fetch_add)
 //   320 dropped[8]       events refused before any ring, by DropReason: threads without a ring,

@@ -106,6 +106,63 @@ TEST(SourceDrainTest, UnstampedEventsGetTheirDrainTime) {
   }
 }
 
+// Drained slot pages are given back up to the start of the 64 KiB window (the kernel's fault-around
+// window) the read position is in: whole pages only, each once; events that later land on those
+// pages (the next lap) are drained intact.
+TEST(SourceReleaseTest, PagesBeforeTheReadWindowAreGivenBackOnceAndTheNextLapStillDrains) {
+  SegmentGuard guard(unique_prefix());
+  Options o;
+  o.shm_prefix = guard.prefix();
+  o.rings = 1;
+  o.ring_capacity = 8192;  // 256 KiB of slots
+  o.read_environment = false;
+  auto producer = Client::create(o);
+  ASSERT_TRUE(producer) << producer.error().message;
+  auto gauge = producer->gauge("release.values");
+  ASSERT_TRUE(gauge);
+  auto opened = Source::open(producer->segment_name(), AttachPolicy{});
+  ASSERT_TRUE(opened) << opened.error().message;
+  auto& sut = *opened.value();
+  const ClockMap clock = ClockMap::calibrate();
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  std::uint64_t batch_id = 0;
+  double next = 0;
+  // Pushes n events (values counting up) and drains them; true if all came back in order.
+  auto push_and_drain = [&](int n) {
+    const double first = next;
+    for (int i = 0; i < n; ++i) {
+      if (!gauge->set(next)) return false;
+      next += 1;
+    }
+    Batch batch;
+    const DrainResult res =
+        sut.drain_ring(0, static_cast<std::size_t>(n), clock, ++batch_id, batch);
+    if (res.events != static_cast<std::size_t>(n) || batch.points.size() != res.events) {
+      return false;
+    }
+    for (int i = 0; i < n; ++i) {
+      if (batch.points[static_cast<std::size_t>(i)].value != first + i) return false;
+    }
+    return true;
+  };
+
+  constexpr std::uint64_t kWindow = 64 * 1024;
+  constexpr int kFirst = 3400;  // 108 800 B drained: at least one whole window behind
+  ASSERT_TRUE(push_and_drain(kFirst));
+  const std::uint64_t behind = kFirst * sizeof(shm::Event);
+  const std::uint64_t released = sut.release_drained_pages();
+  EXPECT_EQ(released % page, 0U) << released;
+  EXPECT_LE(released, behind) << "nothing past the read position";
+  EXPECT_GT(released, behind - kWindow) << "everything before the read position's window";
+  EXPECT_EQ(sut.release_drained_pages(), 0U) << "each page is given back once";
+
+  // Round the ring and over the released pages again, in quarter-ring steps.
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(push_and_drain(2048)) << "step " << i;
+  EXPECT_GT(sut.release_drained_pages(), 0U);
+  ASSERT_TRUE(push_and_drain(2048)) << "after the lap's release";
+  EXPECT_EQ(sut.stats().invalid_events, 0U);
+}
+
 // --- hostile segments (issue #5) ------------------------------------------------------------
 
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
