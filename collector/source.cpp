@@ -211,7 +211,7 @@ Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
   ring_quarantined_.assign(readers_.size(), false);
   released_.resize(readers_.size());
   for (std::uint32_t r = 0; r < readers_.size(); ++r) {
-    released_[r] = segment_.ring_header(r).head.load(std::memory_order_relaxed);
+    released_[r] = window_start(r, segment_.ring_header(r).head.load(std::memory_order_relaxed));
   }
 }
 
@@ -219,7 +219,7 @@ Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
 // to its pages again soon, and releasing them on every drain would cost a system call and page
 // faults per 64 KiB drained (+2.5 to 3.5 ns per event in drain_bench, when it did). Per interval,
 // the cost is a few system calls and faults per ring whatever the rate, and a slow ring gives back
-// the pages it has left at most 50 ms after it left them.
+// the pages before its head's window at most 50 ms after its head left them.
 std::uint64_t Source::release_drained_pages() {
   if (quarantine_ || truncated_now()) return 0;
   for (std::uint32_t r = 0; r < readers_.size(); ++r) {
@@ -228,19 +228,31 @@ std::uint64_t Source::release_drained_pages() {
   return std::exchange(released_bytes_, 0);
 }
 
+// The position where the 64 KiB fault-around window that holds ring position `head` starts (or
+// where the ring's slots start, if that is later): the release stops there.
+std::uint64_t Source::window_start(std::uint32_t ring, std::uint64_t head) const noexcept {
+  const std::uint64_t capacity = segment_.geometry().ring_capacity;
+  const auto slots = reinterpret_cast<std::uintptr_t>(segment_.ring_slots(ring));
+  const std::uintptr_t head_at = slots + (head & (capacity - 1)) * sizeof(shm::Event);
+  const std::uintptr_t window = std::max(head_at & ~(kFaultAroundBytes - 1), slots);
+  return head - (head_at - window) / sizeof(shm::Event);
+}
+
 // The slot pages the consumer has passed are unmapped from the collector (MADV_DONTNEED). The
 // mapping is shared, so this drops only the collector's page-table entries: the data stays in
 // the segment and the producer's mapping is untouched. Without it the collector's RSS grows by
 // every slot page an event ever passed through, up to ring_capacity * 32 B per ring used
 // (256 KiB per ring by default, 16 MiB for 64 single-threaded producers), and stays there.
-// A read fault maps the pages around the faulting one in one go (fault-around: the aligned
-// 64 KiB window that holds it), so a page released inside the window of the head would come
-// back at the next fault there, which on a ring's first lap is each new page the producer
-// fills. The release therefore stops where the head's window starts: what a ring keeps mapped
-// is that window and what was drained since the last housekeeping pass. After a lap or more in
-// one interval (a busy ring, drop-oldest, or a hostile head) every slot page is behind and all
-// are released; the head's window faults back in. `head` is untrusted, but only its position
-// within the ring is used, so every range stays inside this ring's slots.
+// A read fault maps the cached pages of the aligned 64 KiB window around the faulting page in
+// one go (fault-around), so a page released inside the window of the head would come back at
+// the next fault there, which on a ring's first lap is each new page the producer fills. The
+// release therefore stops where the head's window starts: a ring in use keeps that window
+// mapped, and what was drained since the last housekeeping pass. (Slots are page-aligned, not
+// window-aligned: a ring's first window may also cover the last pages of the ring before it,
+// or the ring headers, and a fault there maps them too, up to one window per ring.) After a
+// lap or more in one interval (a busy ring, drop-oldest, or a hostile head) every slot page is
+// behind and all are released; the head's window faults back in. `head` is untrusted, but only
+// its position within the ring is used, so every range stays inside this ring's slots.
 void Source::release_drained(std::uint32_t ring) {
   static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t capacity = segment_.geometry().ring_capacity;
@@ -260,19 +272,12 @@ void Source::release_drained(std::uint32_t ring) {
       released_bytes_ += end - begin;
     }
   };
-  const std::uint64_t behind = head - from;
-  if (behind >= capacity) {
+  const std::uint64_t stop = window_start(ring, head);
+  if (head - from >= capacity) {
     release(first, last);
-    from = head;
-    return;
-  }
-  // Events between the start of the head's fault-around window (or of the slots) and the head.
-  const std::uintptr_t head_at = at(head);
-  const std::uintptr_t window = std::max(head_at & ~(kFaultAroundBytes - 1), slots);
-  const std::uint64_t kept = (head_at - window) / sizeof(shm::Event);
-  if (behind <= kept) return;
-  const std::uint64_t stop = head - kept;
-  if (at(from) < at(stop)) {
+  } else if (stop - from - 1 >= capacity - 1) {
+    return;  // the head is still in the window the last release stopped at (stop == from)
+  } else if (at(from) < at(stop)) {
     release(at(from), at(stop));
   } else {  // wrapped: the end of the slots, then their start up to the stop
     release(at(from), last);

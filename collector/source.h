@@ -127,6 +127,10 @@ class Source {
   // the 64 KiB window it is in (see release_drained in source.cpp). Returns the bytes given
   // back; the caller adds them to its counter. The housekeeping pass calls it.
   std::uint64_t release_drained_pages();
+  // Where ring `ring`'s slots are in this collector's mapping (for tests of the release).
+  const void* ring_slots_address(std::uint32_t ring) const noexcept {
+    return segment_.ring_slots(ring);
+  }
 
   // True once the producer is gone (closed, or its process died) — it will push no more. The
   // owner is the one recorded at attach: a later rewrite of the header does not change it.
@@ -141,6 +145,7 @@ class Source {
   void set_quarantine(QuarantineReason reason, std::string message);
   bool truncated_now();
   void release_drained(std::uint32_t ring);
+  std::uint64_t window_start(std::uint32_t ring, std::uint64_t head) const noexcept;
 
   shm::Segment segment_;
   std::string service_;
