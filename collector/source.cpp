@@ -273,10 +273,13 @@ void Source::release_drained(std::uint32_t ring) {
     }
   };
   const std::uint64_t stop = window_start(ring, head);
+  // `from` is always a window start at or before the head, so 0 <= stop - from < capacity here;
+  // 0: the head is still in the window the last release stopped at.
+  const std::uint64_t passed = stop - from;
   if (head - from >= capacity) {
     release(first, last);
-  } else if (stop - from - 1 >= capacity - 1) {
-    return;  // the head is still in the window the last release stopped at (stop == from)
+  } else if (passed == 0 || passed >= capacity) {
+    return;
   } else if (at(from) < at(stop)) {
     release(at(from), at(stop));
   } else {  // wrapped: the end of the slots, then their start up to the stop
