@@ -1,0 +1,2 @@
+// Removed once the first shared helper lands in common/.
+namespace shmstats::common {}
