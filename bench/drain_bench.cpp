@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "collector/batch.h"
+#include "model/metric.h"
 #include "collector/exporter.h"
 #include "collector/exporters/dogstatsd.h"
 #include "collector/exporters/socket.h"
@@ -71,8 +71,8 @@ enum class Shape : std::int64_t { kTypical = 0, kWorst = 1 };
 Shape shape_of(std::int64_t arg) { return arg == 0 ? Shape::kTypical : Shape::kWorst; }
 
 // The `i`th series of a shape, as a collector holds it: tags sorted by key.
-proto::SeriesDef make_series(Shape shape, std::size_t i) {
-  proto::SeriesDef def;
+model::SeriesDef make_series(Shape shape, std::size_t i) {
+  model::SeriesDef def;
   def.kind = shm::Kind::kTiming;
   if (shape == Shape::kTypical) {
     def.service = "checkout";
@@ -94,7 +94,7 @@ proto::SeriesDef make_series(Shape shape, std::size_t i) {
 }
 
 // An error message if the shape breaks the series rules ("" if not).
-std::string check_series(const proto::SeriesDef& def) {
+std::string check_series(const model::SeriesDef& def) {
   std::vector<shm::TagView> tags;
   for (const auto& [key, value] : def.tags) tags.push_back({key, value});
   auto valid = shm::validate_series(def.name, tags);
@@ -102,29 +102,29 @@ std::string check_series(const proto::SeriesDef& def) {
 }
 
 // Definitions, kept at stable addresses (points and batches point into them).
-std::vector<std::shared_ptr<const proto::SeriesDef>> make_defs(Shape shape, std::size_t count) {
-  std::vector<std::shared_ptr<const proto::SeriesDef>> defs;
+std::vector<std::shared_ptr<const model::SeriesDef>> make_defs(Shape shape, std::size_t count) {
+  std::vector<std::shared_ptr<const model::SeriesDef>> defs;
   for (std::size_t i = 0; i < count; ++i) {
-    defs.push_back(std::make_shared<const proto::SeriesDef>(make_series(shape, i)));
+    defs.push_back(std::make_shared<const model::SeriesDef>(make_series(shape, i)));
   }
   return defs;
 }
 
 double value_of(std::size_t i) { return 0.125 * static_cast<double>(i % 200); }
 
-std::vector<proto::Point> make_points(
-    const std::vector<std::shared_ptr<const proto::SeriesDef>>& defs, std::size_t count) {
-  std::vector<proto::Point> points;
+std::vector<model::Point> make_points(
+    const std::vector<std::shared_ptr<const model::SeriesDef>>& defs, std::size_t count) {
+  std::vector<model::Point> points;
   points.reserve(count);
   for (std::size_t i = 0; i < count; ++i) {
-    const proto::SeriesDef* def = defs[i % defs.size()].get();
-    points.push_back(proto::Point{def, def->kind, value_of(i), 1.0F,
+    const model::SeriesDef* def = defs[i % defs.size()].get();
+    points.push_back(model::Point{def, def->kind, value_of(i), 1.0F,
                                   kStartUnixNs + static_cast<std::int64_t>(i) * kEventGapNs});
   }
   return points;
 }
 
-collector::Batch make_batch(const std::vector<std::shared_ptr<const proto::SeriesDef>>& defs,
+collector::Batch make_batch(const std::vector<std::shared_ptr<const model::SeriesDef>>& defs,
                             std::size_t count) {
   collector::Batch batch;
   batch.points = make_points(defs, count);
@@ -143,7 +143,7 @@ std::size_t events_in(const std::string& datagram) {
   proto::DecodeFailure failure;
   const std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(datagram.data()),
                                             datagram.size());
-  return proto::decode(bytes, decoded, failure) ? decoded.events.size() : 0;
+  return proto::decode(bytes, decoded, failure) ? decoded.points.size() : 0;
 }
 
 // Full datagrams of the typical series (one series, every event of it), encoded once.
@@ -239,7 +239,7 @@ class RingFiller {
     if (!client) return "Client::create: " + client.error().message;
     client_.emplace(std::move(client).value());
     for (std::size_t i = 0; i < series; ++i) {
-      const proto::SeriesDef def = make_series(shape, i);
+      const model::SeriesDef def = make_series(shape, i);
       std::vector<Tag> tags;
       for (const auto& [key, value] : def.tags) tags.push_back({key, value});
       auto timing = client_->timing(def.name, tags);
@@ -574,7 +574,7 @@ void BM_DatagramEncodeOnePerMetric(benchmark::State& state) {
   for (auto _ : state) {
     out.clear();
     stats = proto::EncodeStats{};
-    for (const proto::Point& p : points) {
+    for (const model::Point& p : points) {
       const proto::EncodeStats one = encoder.encode(std::span(&p, 1), {}, kStartUnixNs, out);
       stats.points += one.points;
       stats.bytes += one.bytes;

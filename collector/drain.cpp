@@ -84,6 +84,7 @@ void DrainLoop::discover() {
     counters_.segments_attached.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("attached segment {} ({} rings of {})", name, source.value()->ring_count(),
                  source.value()->ring_capacity());
+    source.value()->set_origin_id(next_origin_id_++);
     sources_.push_back(std::move(source).value());
   }
   counters_.segments_active.store(sources_.size(), std::memory_order_relaxed);
@@ -199,6 +200,7 @@ void DrainLoop::take_folds() {
 void DrainLoop::flush(FlushReason reason) {
   if (batch_->size() == 0) return;
   batch_->created_monotonic_ns = monotonic_ns();
+  batch_->id = batch_id_;
   counters_.events_received.fetch_add(batch_->points.size(), std::memory_order_relaxed);
   counters_.aggregates_received.fetch_add(batch_->aggregates.size(), std::memory_order_relaxed);
   std::uint64_t folded = 0;

@@ -37,7 +37,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "collector/batch.h"
+#include "model/metric.h"
 #include "collector/discovery.h"
 #include "collector/exporter.h"
 #include "collector/source.h"
@@ -135,6 +135,7 @@ class DrainLoop {
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> pending_since_;
   std::unique_ptr<Batch> batch_;
   std::uint64_t batch_id_ = 1;
+  std::uint64_t next_origin_id_ = 1;  // model::Origin::source of the next attached segment
   double tokens_ = 0;
   std::chrono::steady_clock::time_point tokens_at_{};
   std::chrono::steady_clock::time_point batch_first_at_{};  // when the batch got its first item

@@ -15,10 +15,13 @@
 #include <string>
 #include <thread>
 
-#include "collector/batch.h"
+#include "model/metric.h"
 #include "collector/latency.h"
 
 namespace shmstats::collector {
+
+using model::Batch;
+using model::BatchPtr;
 
 // The result of sending one batch.
 struct SendResult {

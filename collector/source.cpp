@@ -361,7 +361,7 @@ const Quarantine* Source::check() {
   return nullptr;
 }
 
-const proto::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch) {
+const model::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch) {
   if (id >= segment_.geometry().series_capacity) return nullptr;
   if (id >= series_.size())
     series_.resize(std::min<std::size_t>(std::max<std::size_t>(id + 1, series_.size() * 2),
@@ -376,7 +376,7 @@ const proto::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch
       // use); either way the event is counted invalid. A later event retries.
       return nullptr;
     }
-    auto def = std::make_shared<proto::SeriesDef>();
+    auto def = std::make_shared<model::SeriesDef>();
     def->service = service_;
     def->name = std::move(info.value().name);
     def->tags = std::move(info.value().tags);
@@ -419,7 +419,7 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
     if (got.count == 0) break;
     for (std::size_t i = 0; i < got.count; ++i) {
       const shm::Event& ev = scratch[i];
-      const proto::SeriesDef* def = series_for(ev.series_id, batch_id, batch);
+      const model::SeriesDef* def = series_for(ev.series_id, batch_id, batch);
       const bool kind_ok =
           def != nullptr && (ev.kind == static_cast<std::uint8_t>(def->kind) ||
                              (def->kind == shm::Kind::kGauge &&
@@ -436,8 +436,9 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
       // time they were drained, read once per drain.
       if (ev.ts == 0 && drained_at == 0) drained_at = clock.now_unix_ns();
       const std::int64_t time = ev.ts == 0 ? drained_at : clock.to_unix_ns(ev.ts, source);
-      batch.points.push_back(
-          proto::Point{def, static_cast<shm::Kind>(ev.kind), ev.value, ev.sample_rate, time});
+      batch.points.push_back(model::Point{def, static_cast<shm::Kind>(ev.kind), ev.value,
+                                          ev.sample_rate, time,
+                                          model::Origin{origin_id_, ring, got.first + i}});
     }
     result.events += got.count;
     drained_ += got.count;
@@ -450,6 +451,7 @@ std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id,
   if (truncated_now()) return 0;
   const std::uint32_t count = segment_.series_count();
   std::size_t taken = 0;
+  ++fold_exchanges_;
   constexpr double kInf = std::numeric_limits<double>::infinity();
   for (std::uint32_t id = 0; id < count; ++id) {
     shm::SeriesEntry& e = segment_.series_entry(id);
@@ -464,12 +466,14 @@ std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id,
     const double max = std::bit_cast<double>(
         e.fold_max_bits.exchange(std::bit_cast<std::uint64_t>(-kInf), std::memory_order_acq_rel));
     const double last = std::bit_cast<double>(e.fold_last_bits.load(std::memory_order_relaxed));
-    const proto::SeriesDef* def = series_for(id, batch_id, batch);
+    const model::SeriesDef* def = series_for(id, batch_id, batch);
     if (def == nullptr) {
       invalid_events_ += n;
       continue;
     }
-    batch.aggregates.push_back(proto::Aggregate{def, n, sum, min, max, last, now_unix_ns});
+    batch.aggregates.push_back(
+        model::Aggregate{def, n, sum, min, max, last, now_unix_ns,
+                         model::Origin{origin_id_, model::Origin::kFoldRing, fold_exchanges_}});
     folded_taken_ += n;
     ++taken;
   }

@@ -16,11 +16,13 @@
 #include <utility>
 #include <vector>
 
-#include "collector/batch.h"
+#include "model/metric.h"
 #include "shm/clock.h"
 #include "shm/segment.h"
 
 namespace shmstats::collector {
+
+using model::Batch;
 
 // Converts event ticks to Unix nanoseconds.
 struct ClockMap {
@@ -138,10 +140,14 @@ class Source {
   // Waiting events over all non-quarantined rings.
   std::uint64_t waiting() const noexcept;
   SourceStats stats() const;
+  // The id every point and aggregate read from this segment carries as its origin's source
+  // (model::Origin); given by the drain loop at attach, unique for the collector's lifetime.
+  void set_origin_id(std::uint64_t id) noexcept { origin_id_ = id; }
+  std::uint64_t origin_id() const noexcept { return origin_id_; }
 
  private:
   explicit Source(shm::Segment segment);
-  const proto::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
+  const model::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
   void set_quarantine(QuarantineReason reason, std::string message);
   bool truncated_now();
   void release_drained(std::uint32_t ring);
@@ -163,7 +169,7 @@ class Source {
   std::vector<std::uint64_t> released_;
   std::uint64_t released_bytes_ = 0;
   struct CachedSeries {
-    std::shared_ptr<const proto::SeriesDef> def;
+    std::shared_ptr<const model::SeriesDef> def;
     std::uint64_t batch_id = 0;  // last batch this definition was attached to
     bool invalid = false;
   };
@@ -171,6 +177,8 @@ class Source {
   std::uint64_t drained_ = 0;
   std::uint64_t invalid_events_ = 0;
   std::uint64_t folded_taken_ = 0;
+  std::uint64_t origin_id_ = 0;
+  std::uint64_t fold_exchanges_ = 0;  // take_folds passes, the position of a fold's origin
 };
 
 }  // namespace shmstats::collector

@@ -481,7 +481,7 @@ bool decode(std::span<const std::uint8_t> bytes, DecodedDatagram& out, DecodeFai
     d.series.push_back(std::move(def));
   }
   const auto series_count = static_cast<std::uint32_t>(d.series.size());
-  d.events.reserve(static_cast<std::size_t>(n));
+  d.points.reserve(static_cast<std::size_t>(n));
   std::int64_t t = batch.first_time_unix_ns();
   for (int i = 0; i < n; ++i) {
     const std::uint32_t index = batch.event_series(i);
@@ -489,8 +489,8 @@ bool decode(std::span<const std::uint8_t> bytes, DecodedDatagram& out, DecodeFai
       return fail(DecodeError::kBadIndex,
                   fmt::format("event {} names series {} of {}", i, index, series_count));
     }
-    DecodedEvent ev;
-    ev.series = index;
+    Point ev;
+    ev.series = &d.series[index];
     ev.kind = d.series[index].kind;
     if (batch.event_kind_size() != 0) {
       const int k = batch.event_kind(i);
@@ -512,15 +512,22 @@ bool decode(std::span<const std::uint8_t> bytes, DecodedDatagram& out, DecodeFai
     t = static_cast<std::int64_t>(static_cast<std::uint64_t>(t) +
                                   static_cast<std::uint64_t>(batch.event_time_delta_ns(i)));
     ev.time_unix_ns = t;
-    d.events.push_back(ev);
+    d.points.push_back(ev);
   }
   for (const auto& a : batch.aggregates()) {
     if (a.series() >= series_count) {
       return fail(DecodeError::kBadIndex,
                   fmt::format("aggregate names series {} of {}", a.series(), series_count));
     }
-    d.aggregates.push_back(DecodedAggregate{a.series(), a.count(), a.sum(), a.min(), a.max(),
-                                            a.last(), a.time_unix_ns()});
+    Aggregate agg;
+    agg.series = &d.series[a.series()];
+    agg.count = a.count();
+    agg.sum = a.sum();
+    agg.min = a.min();
+    agg.max = a.max();
+    agg.last = a.last();
+    agg.time_unix_ns = a.time_unix_ns();
+    d.aggregates.push_back(agg);
   }
   out = std::move(d);
   return true;

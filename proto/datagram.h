@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "model/metric.h"
 #include "shm/layout.h"
 #include "shm/result.h"
 
@@ -48,30 +49,10 @@ std::uint32_t crc32c_table(const void* data, std::size_t size) noexcept;
 bool crc32c_hardware_available() noexcept;
 }  // namespace detail
 
-struct SeriesDef {
-  std::string service;
-  std::string name;
-  std::vector<std::pair<std::string, std::string>> tags;  // sorted by key
-  shm::Kind kind = shm::Kind::kCounter;
-};
-
-struct Point {
-  const SeriesDef* series = nullptr;
-  shm::Kind kind = shm::Kind::kCounter;  // the event's kind (a gauge series also takes deltas)
-  double value = 0;
-  float sample_rate = 1.0F;
-  std::int64_t time_unix_ns = 0;
-};
-
-struct Aggregate {
-  const SeriesDef* series = nullptr;
-  std::uint64_t count = 0;
-  double sum = 0;
-  double min = 0;
-  double max = 0;
-  double last = 0;
-  std::int64_t time_unix_ns = 0;
-};
+// The codec encodes and decodes the metric model (model/metric.h).
+using model::Aggregate;
+using model::Point;
+using model::SeriesDef;
 
 struct Header {
   std::uint8_t version = kFormatVersion;
@@ -143,30 +124,25 @@ enum class DecodeError {
 inline constexpr std::size_t kDecodeErrorCount = static_cast<std::size_t>(DecodeError::kCount);
 const char* to_string(DecodeError e) noexcept;
 
-struct DecodedEvent {
-  std::uint32_t series = 0;  // index into DecodedDatagram::series
-  shm::Kind kind = shm::Kind::kCounter;
-  double value = 0;
-  float sample_rate = 1.0F;
-  std::int64_t time_unix_ns = 0;
-};
-
-struct DecodedAggregate {
-  std::uint32_t series = 0;
-  std::uint64_t count = 0;
-  double sum = 0;
-  double min = 0;
-  double max = 0;
-  double last = 0;
-  std::int64_t time_unix_ns = 0;
-};
-
+// One decoded datagram, in the model's types: every Point and Aggregate points into `series`
+// (the definitions this datagram carried, in wire order). Move-only, so the pointers stay valid.
 struct DecodedDatagram {
+  DecodedDatagram() = default;
+  DecodedDatagram(DecodedDatagram&&) noexcept = default;
+  DecodedDatagram& operator=(DecodedDatagram&&) noexcept = default;
+  DecodedDatagram(const DecodedDatagram&) = delete;
+  DecodedDatagram& operator=(const DecodedDatagram&) = delete;
+
   Header header;
   std::string host;
   std::vector<SeriesDef> series;
-  std::vector<DecodedEvent> events;
-  std::vector<DecodedAggregate> aggregates;
+  std::vector<Point> points;
+  std::vector<Aggregate> aggregates;
+
+  // The wire index of the series a point or aggregate of this datagram belongs to.
+  std::size_t series_index(const SeriesDef* def) const noexcept {
+    return static_cast<std::size_t>(def - series.data());
+  }
 };
 
 struct DecodeFailure {

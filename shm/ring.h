@@ -208,6 +208,7 @@ struct PollResult {
   std::size_t count = 0;  // events copied to the front of `out`, oldest first
   bool corrupt = false;   // the indices break 0 <= tail - head <= capacity, or head is ahead
                           // of a tail read after it: quarantine the ring
+  std::uint64_t first = 0;  // the 64-bit ring index of out[0] (when count > 0)
 };
 
 class RingReader {
@@ -242,10 +243,10 @@ class RingReader {
         //   4. a hostile head=100 with tail=10 stays ahead of every fresh tail -> corrupt
         // acquire: pairs with the producer's release store of tail, as above.
         const std::uint64_t tail_after = h.tail.load(std::memory_order_acquire);
-        if (static_cast<std::int64_t>(tail_after - head) < 0) return PollResult{0, true};
+        if (static_cast<std::int64_t>(tail_after - head) < 0) return PollResult{0, true, 0};
         continue;
       }
-      if (waiting > capacity_) return PollResult{0, true};
+      if (waiting > capacity_) return PollResult{0, true, 0};
       detail::fetch_max(h.high_water, waiting);
       std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(waiting, out.size()));
       if (n == 0) return PollResult{};
@@ -257,11 +258,11 @@ class RingReader {
         // the acquire loads of head in RingWriter.
         if (h.head.compare_exchange_strong(expected, end, std::memory_order_release,
                                            std::memory_order_acquire)) {
-          return PollResult{n, false};
+          return PollResult{n, false, head};
         }
         // The producer discarded [head, expected) under drop-oldest; those copies may be torn.
         const auto moved = static_cast<std::int64_t>(expected - head);
-        if (moved < 0) return PollResult{0, true};          // head went backwards: corrupt
+        if (moved < 0) return PollResult{0, true, 0};          // head went backwards: corrupt
         if (static_cast<std::uint64_t>(moved) >= n) break;  // all of our batch was discarded
         const std::size_t lost = static_cast<std::size_t>(expected - head);
         std::memmove(out.data(), out.data() + lost, (n - lost) * sizeof(Event));

@@ -85,7 +85,7 @@ std::size_t DogStatsdFormatter::GroupKeyHash::operator()(const GroupKey& k) cons
   return h;
 }
 
-void DogStatsdFormatter::append_tags(std::string& out, const proto::SeriesDef& series) const {
+void DogStatsdFormatter::append_tags(std::string& out, const model::SeriesDef& series) const {
   const bool want_service = add_service_tag_ && !series.service.empty() &&
                             std::none_of(series.tags.begin(), series.tags.end(),
                                          [](const auto& tag) { return tag.first == "service"; });
@@ -163,16 +163,16 @@ DogStatsdFormatStats DogStatsdFormatter::format(const Batch& batch,
   } else {
     format_points(batch.points, stats);
   }
-  for (const proto::Aggregate& a : batch.aggregates) format_aggregate(a, stats);
+  for (const model::Aggregate& a : batch.aggregates) format_aggregate(a, stats);
   close_datagram();
   datagrams_ = nullptr;
   events_ = nullptr;
   return stats;
 }
 
-void DogStatsdFormatter::format_points(std::span<const proto::Point> points,
+void DogStatsdFormatter::format_points(std::span<const model::Point> points,
                                        DogStatsdFormatStats& stats) {
-  for (const proto::Point& p : points) {
+  for (const model::Point& p : points) {
     const char* type = p.series == nullptr ? nullptr : type_of(p.kind);
     if (type == nullptr) {
       ++stats.unsupported_kind;
@@ -221,7 +221,7 @@ void DogStatsdFormatter::format_point_groups(const Batch& batch, DogStatsdFormat
   group_of_point_.assign(points.size(), kNoGroup);
   std::size_t groups = 0;
   for (std::size_t i = 0; i < points.size(); ++i) {
-    const proto::Point& p = points[i];
+    const model::Point& p = points[i];
     if (p.series == nullptr || !takes_rate(p.kind) || !std::isfinite(p.value) ||
         !valid_rate(p.sample_rate)) {
       continue;  // formatted (or dropped with its reason) on its own below
@@ -242,7 +242,7 @@ void DogStatsdFormatter::format_point_groups(const Batch& batch, DogStatsdFormat
   for (std::size_t i = 0; i < points.size(); ++i) {
     const std::size_t group = group_of_point_[i];
     if (group == kGroupMember) continue;
-    const proto::Point& p = points[i];
+    const model::Point& p = points[i];
     if (group == kNoGroup) {
       format_points(std::span(&p, 1), stats);
       continue;
@@ -280,7 +280,7 @@ void DogStatsdFormatter::format_point_groups(const Batch& batch, DogStatsdFormat
   }
 }
 
-void DogStatsdFormatter::format_aggregate(const proto::Aggregate& a, DogStatsdFormatStats& stats) {
+void DogStatsdFormatter::format_aggregate(const model::Aggregate& a, DogStatsdFormatStats& stats) {
   if (a.series == nullptr) {
     ++stats.unsupported_kind;
     return;

@@ -95,7 +95,7 @@ class DogStatsdFormatter {
 
  private:
   struct GroupKey {
-    const proto::SeriesDef* series;
+    const model::SeriesDef* series;
     shm::Kind kind;
     float rate;
     bool operator==(const GroupKey&) const = default;
@@ -104,11 +104,11 @@ class DogStatsdFormatter {
     std::size_t operator()(const GroupKey& k) const noexcept;
   };
 
-  void format_points(std::span<const proto::Point> points, DogStatsdFormatStats& stats);
+  void format_points(std::span<const model::Point> points, DogStatsdFormatStats& stats);
   void format_point_groups(const Batch& batch, DogStatsdFormatStats& stats);
-  void format_aggregate(const proto::Aggregate& a, DogStatsdFormatStats& stats);
+  void format_aggregate(const model::Aggregate& a, DogStatsdFormatStats& stats);
   // Appends `|#...` for the series (nothing if it has no tags and no service tag).
-  void append_tags(std::string& out, const proto::SeriesDef& series) const;
+  void append_tags(std::string& out, const model::SeriesDef& series) const;
   void append_rate(std::string& out, shm::Kind kind, float rate) const;
   void pack(std::string_view unit, std::uint64_t unit_events, DogStatsdFormatStats& stats);
   void close_datagram();

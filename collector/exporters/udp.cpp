@@ -28,7 +28,7 @@ std::uint64_t events_in(const std::string& datagram) {
                   proto::to_string(failure.reason), failure.message);
     return 0;
   }
-  return decoded.events.size() + decoded.aggregates.size();
+  return decoded.points.size() + decoded.aggregates.size();
 }
 
 }  // namespace

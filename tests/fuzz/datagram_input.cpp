@@ -41,7 +41,7 @@ struct Item {
   auto operator<=>(const Item&) const = default;
 };
 
-std::string series_key(const proto::SeriesDef& s) {
+std::string series_key(const model::SeriesDef& s) {
   std::string key = s.service + '\0' + s.name + '\0' + std::to_string(static_cast<int>(s.kind));
   for (const auto& [k, v] : s.tags) key += '\0' + k + '=' + v;
   return key;
@@ -49,8 +49,8 @@ std::string series_key(const proto::SeriesDef& s) {
 
 std::vector<Item> items(const proto::DecodedDatagram& d) {
   std::vector<Item> out;
-  for (const auto& ev : d.events) {
-    out.push_back(Item{series_key(d.series[ev.series]),
+  for (const auto& ev : d.points) {
+    out.push_back(Item{series_key(*ev.series),
                        static_cast<int>(ev.kind),
                        ev.time_unix_ns,
                        std::bit_cast<std::uint32_t>(ev.sample_rate),
@@ -59,7 +59,7 @@ std::vector<Item> items(const proto::DecodedDatagram& d) {
   }
   for (const auto& a : d.aggregates) {
     out.push_back(
-        Item{series_key(d.series[a.series]),
+        Item{series_key(*a.series),
              -1,
              a.time_unix_ns,
              0,
@@ -77,12 +77,12 @@ void check_decoded(const proto::DecodedDatagram& d) {
     require(static_cast<bool>(shm::validate_series(s.name, tags)), "decoded series are valid");
     require(s.service.size() <= shm::kMaxServiceNameBytes, "decoded service name length");
   }
-  for (const auto& ev : d.events) {
-    require(ev.series < d.series.size(), "decoded event names a decoded series");
+  for (const auto& ev : d.points) {
+    require(d.series_index(ev.series) < d.series.size(), "decoded event names a decoded series");
     require(ev.sample_rate > 0.0F && ev.sample_rate <= 1.0F, "decoded sample rate in (0, 1]");
   }
   for (const auto& a : d.aggregates) {
-    require(a.series < d.series.size(), "decoded aggregate names a decoded series");
+    require(d.series_index(a.series) < d.series.size(), "decoded aggregate names a decoded series");
   }
 }
 
@@ -92,15 +92,11 @@ void check_reencoded(const proto::DecodedDatagram& d) {
   auto encoder = proto::Encoder::create(d.header.sender_id, d.header.sender_epoch,
                                         proto::kMaxDatagramBytesIpv4, d.host);
   if (!encoder) return;  // a host name longer than an encoder sends
-  std::vector<proto::Point> points;
-  for (const auto& ev : d.events) {
-    points.push_back(
-        proto::Point{&d.series[ev.series], ev.kind, ev.value, ev.sample_rate, ev.time_unix_ns});
-  }
-  std::vector<proto::Aggregate> aggregates;
+  std::vector<model::Point> points;
+  for (const auto& ev : d.points) points.push_back(ev);
+  std::vector<model::Aggregate> aggregates;
   for (const auto& a : d.aggregates) {
-    aggregates.push_back(proto::Aggregate{&d.series[a.series], a.count, a.sum, a.min, a.max, a.last,
-                                          a.time_unix_ns});
+    aggregates.push_back(a);
   }
   std::vector<std::string> datagrams;
   const proto::EncodeStats stats =

@@ -142,18 +142,18 @@ std::string with_fixups(std::uint8_t fixups, const std::string& datagram) {
 
 void datagram_seeds(const fs::path& dir) {
   constexpr std::int64_t kT0 = 1'800'000'000'000'000'000;
-  const proto::SeriesDef counter{
+  const model::SeriesDef counter{
       "checkout", "http.requests", {{"code", "200"}}, shm::Kind::kCounter};
-  const proto::SeriesDef gauge{"checkout", "queue.depth", {}, shm::Kind::kGauge};
-  const proto::SeriesDef timing{
+  const model::SeriesDef gauge{"checkout", "queue.depth", {}, shm::Kind::kGauge};
+  const model::SeriesDef timing{
       "db", "query.time", {{"op", "read"}, {"table", "users"}}, shm::Kind::kTiming};
-  proto::SeriesDef large{"svc", std::string(200, 'n'), {}, shm::Kind::kHistogram};
+  model::SeriesDef large{"svc", std::string(200, 'n'), {}, shm::Kind::kHistogram};
   for (int t = 0; t < 16; ++t) {
     large.tags.emplace_back(fmt::format("key{:02d}{}", t, std::string(20, 'k')),
                             std::string(25, 'v'));
   }
-  auto encode = [](std::string host, std::vector<proto::Point> points,
-                   std::vector<proto::Aggregate> aggregates) {
+  auto encode = [](std::string host, std::vector<model::Point> points,
+                   std::vector<model::Aggregate> aggregates) {
     auto encoder = proto::Encoder::create(7, 8, proto::kMaxDatagramBytesIpv4, std::move(host));
     if (!encoder) throw std::runtime_error(encoder.error().message);
     std::vector<std::string> out;
@@ -177,7 +177,7 @@ void datagram_seeds(const fs::path& dir) {
   write_seed(
       dir, "large-series",
       with_fixups(1, encode("h", {{&large, shm::Kind::kHistogram, 9, 1.0F, kT0}}, {}).at(0)));
-  std::vector<proto::Point> many;
+  std::vector<model::Point> many;
   for (int i = 0; i < 150; ++i) {
     many.push_back({i % 2 == 0 ? &counter : &timing,
                     i % 2 == 0 ? shm::Kind::kCounter : shm::Kind::kTiming, static_cast<double>(i),

@@ -193,24 +193,24 @@ std::size_t append_lines(std::string& out, const proto::DecodedDatagram& datagra
     append_json_string(tail, def.service);
     tail += sender_fields;
   }
-  for (const auto& event : datagram.events) {
+  for (const auto& event : datagram.points) {
     out += "{\"time\":\"";
     append_rfc3339_ns(out, event.time_unix_ns);
     out += '"';
-    out += heads[event.series];
+    out += heads[datagram.series_index(event.series)];
     append_json_string(out, shm::to_string(event.kind));
     out += ",\"value\":";
     append_json_number(out, event.value);
     out += ",\"sample_rate\":";
     append_json_number(out, event.sample_rate);
-    out += tails[event.series];
+    out += tails[datagram.series_index(event.series)];
   }
   for (const auto& aggregate : datagram.aggregates) {
     out += "{\"time\":\"";
     append_rfc3339_ns(out, aggregate.time_unix_ns);
     out += '"';
-    out += heads[aggregate.series];
-    append_json_string(out, shm::to_string(datagram.series[aggregate.series].kind));
+    out += heads[datagram.series_index(aggregate.series)];
+    append_json_string(out, shm::to_string(aggregate.series->kind));
     fmt::format_to(std::back_inserter(out),
                    ",\"aggregate\":{{\"count\":{},\"sum\":", aggregate.count);
     append_json_number(out, aggregate.sum);
@@ -221,9 +221,9 @@ std::size_t append_lines(std::string& out, const proto::DecodedDatagram& datagra
     out += ",\"last\":";
     append_json_number(out, aggregate.last);
     out += '}';
-    out += tails[aggregate.series];
+    out += tails[datagram.series_index(aggregate.series)];
   }
-  return datagram.events.size() + datagram.aggregates.size();
+  return datagram.points.size() + datagram.aggregates.size();
 }
 
 }  // namespace shmstats::tools::recv

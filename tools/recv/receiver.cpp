@@ -379,7 +379,7 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
                   .tracker.observe(datagram.header.sender_epoch, datagram.header.sequence);
   }
   if (!accepted(verdict)) return;
-  events_.fetch_add(datagram.events.size(), std::memory_order_relaxed);
+  events_.fetch_add(datagram.points.size(), std::memory_order_relaxed);
   aggregates_.fetch_add(datagram.aggregates.size(), std::memory_order_relaxed);
   std::uint64_t folded = 0;
   for (const auto& a : datagram.aggregates) folded += a.count;
@@ -387,7 +387,7 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
   // One clock read per datagram: its events were decoded at the same moment.
   const std::int64_t now = unix_now_ns();
   // Saturating: a hostile event time (e.g. INT64_MIN) would overflow a plain subtraction.
-  for (const auto& e : datagram.events) {
+  for (const auto& e : datagram.points) {
     std::int64_t latency_ns = 0;
     if (__builtin_sub_overflow(now, e.time_unix_ns, &latency_ns)) {
       latency_ns = e.time_unix_ns < 0 ? std::numeric_limits<std::int64_t>::max()
@@ -398,7 +398,7 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
   std::string text;
   // A line is 200 to 300 bytes for typical series: one allocation instead of a dozen regrowths.
   constexpr std::size_t kLineBytesEstimate = 256;
-  text.reserve((datagram.events.size() + datagram.aggregates.size()) * kLineBytesEstimate);
+  text.reserve((datagram.points.size() + datagram.aggregates.size()) * kLineBytesEstimate);
   const std::size_t lines = append_lines(text, datagram);
   if (lines > 0) (void)writer_.try_push(std::move(text), lines);  // a refusal is counted there
 }

@@ -6,7 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include "collector/batch.h"
+#include "model/metric.h"
 
 namespace shmstats::testing {
 
@@ -15,9 +15,9 @@ class BatchBuilder {
   using Tags = std::vector<std::pair<std::string, std::string>>;
 
   // A series owned by the batch. `tags` must be sorted by key, as the collector delivers them.
-  const proto::SeriesDef* series(std::string name, shm::Kind kind, Tags tags = {},
+  const model::SeriesDef* series(std::string name, shm::Kind kind, Tags tags = {},
                                  std::string service = {}) {
-    auto def = std::make_shared<proto::SeriesDef>();
+    auto def = std::make_shared<model::SeriesDef>();
     def->name = std::move(name);
     def->kind = kind;
     def->tags = std::move(tags);
@@ -26,17 +26,17 @@ class BatchBuilder {
     return def.get();
   }
 
-  BatchBuilder& point(const proto::SeriesDef* s, double value, float sample_rate = 1.0F) {
+  BatchBuilder& point(const model::SeriesDef* s, double value, float sample_rate = 1.0F) {
     return point(s, s->kind, value, sample_rate);
   }
-  BatchBuilder& point(const proto::SeriesDef* s, shm::Kind kind, double value,
+  BatchBuilder& point(const model::SeriesDef* s, shm::Kind kind, double value,
                       float sample_rate = 1.0F) {
-    batch_.points.push_back(proto::Point{s, kind, value, sample_rate, next_time_ns_++});
+    batch_.points.push_back(model::Point{s, kind, value, sample_rate, next_time_ns_++});
     return *this;
   }
-  BatchBuilder& aggregate(const proto::SeriesDef* s, std::uint64_t count, double sum, double min,
+  BatchBuilder& aggregate(const model::SeriesDef* s, std::uint64_t count, double sum, double min,
                           double max, double last) {
-    batch_.aggregates.push_back(proto::Aggregate{s, count, sum, min, max, last, next_time_ns_++});
+    batch_.aggregates.push_back(model::Aggregate{s, count, sum, min, max, last, next_time_ns_++});
     return *this;
   }
 

@@ -22,12 +22,12 @@ constexpr milliseconds kWait{10'000};
 constexpr std::size_t kEventsPerBatch = 3;
 
 BatchPtr make_batch() {
-  auto def = std::make_shared<proto::SeriesDef>();
+  auto def = std::make_shared<model::SeriesDef>();
   def->name = "runner.test";
   auto batch = std::make_shared<Batch>();
   batch->series.push_back(def);
   for (std::size_t i = 0; i < kEventsPerBatch; ++i) {
-    batch->points.push_back(proto::Point{def.get(), shm::Kind::kCounter, 1.0, 1.0F, 0});
+    batch->points.push_back(model::Point{def.get(), shm::Kind::kCounter, 1.0, 1.0F, 0});
   }
   return batch;
 }

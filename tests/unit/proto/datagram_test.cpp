@@ -85,27 +85,28 @@ TEST(DatagramTest, RoundTripsEventsAggregatesAndHeader) {
   ASSERT_EQ(out.size(), 1U);
   EXPECT_EQ(stats.points, 3U);
   EXPECT_EQ(stats.aggregates, 1U);
-  const auto d = decode_all(out).at(0);
+  const auto decoded = decode_all(out);
+  const auto& d = decoded.at(0);
   EXPECT_EQ(d.header.sender_id, kSender);
   EXPECT_EQ(d.header.sender_epoch, kEpoch);
   EXPECT_EQ(d.header.sequence, 0U);
   EXPECT_EQ(d.header.send_time_unix_ns, 123456U);
   EXPECT_EQ(d.host, "host-a");
-  ASSERT_EQ(d.events.size(), 3U);
-  EXPECT_EQ(d.series[d.events[0].series].name, counter.name);
-  EXPECT_EQ(d.series[d.events[0].series].tags, counter.tags);
-  EXPECT_EQ(d.events[0].value, 3);
-  EXPECT_EQ(d.events[0].time_unix_ns, kT0);
-  EXPECT_EQ(d.events[1].time_unix_ns, kT0 + 5);
-  EXPECT_EQ(d.events[2].time_unix_ns, kT0 + 3) << "negative deltas survive";
-  EXPECT_EQ(d.events[2].kind, shm::Kind::kGaugeDelta);
-  EXPECT_EQ(d.events[1].kind, shm::Kind::kGauge);
-  EXPECT_EQ(d.events[2].sample_rate, 0.5F);
-  EXPECT_EQ(d.events[0].sample_rate, 1.0F);
+  ASSERT_EQ(d.points.size(), 3U);
+  EXPECT_EQ(d.points[0].series->name, counter.name);
+  EXPECT_EQ(d.points[0].series->tags, counter.tags);
+  EXPECT_EQ(d.points[0].value, 3);
+  EXPECT_EQ(d.points[0].time_unix_ns, kT0);
+  EXPECT_EQ(d.points[1].time_unix_ns, kT0 + 5);
+  EXPECT_EQ(d.points[2].time_unix_ns, kT0 + 3) << "negative deltas survive";
+  EXPECT_EQ(d.points[2].kind, shm::Kind::kGaugeDelta);
+  EXPECT_EQ(d.points[1].kind, shm::Kind::kGauge);
+  EXPECT_EQ(d.points[2].sample_rate, 0.5F);
+  EXPECT_EQ(d.points[0].sample_rate, 1.0F);
   ASSERT_EQ(d.aggregates.size(), 1U);
   EXPECT_EQ(d.aggregates[0].count, 12U);
   EXPECT_EQ(d.aggregates[0].sum, 30.5);
-  EXPECT_EQ(d.series[d.aggregates[0].series].name, counter.name);
+  EXPECT_EQ(d.aggregates[0].series->name, counter.name);
 }
 
 // Issue #5, found by fuzz_datagram: the time delta between two events was a signed subtraction
@@ -123,11 +124,12 @@ TEST(DatagramTest, EncoderTimeDeltaDoesNotOverflowForTimesFarApart) {
   const auto stats = sut.encode(points, {}, 1, out);
   ASSERT_EQ(out.size(), 1U);
   EXPECT_EQ(stats.points, points.size());
-  const auto d = decode_all(out).at(0);
-  ASSERT_EQ(d.events.size(), points.size());
-  EXPECT_EQ(d.events[0].time_unix_ns, kEarliest);
-  EXPECT_EQ(d.events[1].time_unix_ns, kLatest);
-  EXPECT_EQ(d.events[2].time_unix_ns, kEarliest);
+  const auto decoded = decode_all(out);
+  const auto& d = decoded.at(0);
+  ASSERT_EQ(d.points.size(), points.size());
+  EXPECT_EQ(d.points[0].time_unix_ns, kEarliest);
+  EXPECT_EQ(d.points[1].time_unix_ns, kLatest);
+  EXPECT_EQ(d.points[2].time_unix_ns, kEarliest);
 }
 
 // Splits into as many datagrams as needed; each stays within the limit and decodes on its own.
@@ -152,9 +154,9 @@ void check_split(const std::vector<SeriesDef>& defs, std::size_t max_bytes, std:
   for (const auto& d : out) EXPECT_LE(d.size(), max_bytes);
   for (const auto& d : decode_all(out)) {
     EXPECT_EQ(d.header.sequence, seq++);
-    for (const auto& ev : d.events) {
+    for (const auto& ev : d.points) {
       const auto i = static_cast<std::size_t>(ev.value);
-      EXPECT_EQ(d.series[ev.series].name, defs[i % defs.size()].name);
+      EXPECT_EQ(ev.series->name, defs[i % defs.size()].name);
       EXPECT_GT(ev.value, last_of_series[i % defs.size()]) << "series order kept";
       last_of_series[i % defs.size()] = ev.value;
       ++seen;
@@ -282,7 +284,7 @@ TEST(DatagramTest, DecoderSurvivesRandomAndMutatedInput) {
     DecodeFailure failure;
     if (decode({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, d, failure)) {
       ++accepted;
-      for (const auto& ev : d.events) ASSERT_LT(ev.series, d.series.size());
+      for (const auto& ev : d.points) ASSERT_LT(d.series_index(ev.series), d.series.size());
     } else {
       ASSERT_LT(static_cast<std::size_t>(failure.reason), kDecodeErrorCount);
     }

@@ -91,8 +91,8 @@ std::string join(const std::vector<std::string>& lines) {
 }
 
 // Encodes `points` and `aggregates` as exactly one datagram (the next sequence of `encoder`).
-std::string encode_one(proto::Encoder& encoder, const std::vector<proto::Point>& points,
-                       const std::vector<proto::Aggregate>& aggregates = {}) {
+std::string encode_one(proto::Encoder& encoder, const std::vector<model::Point>& points,
+                       const std::vector<model::Aggregate>& aggregates = {}) {
   std::vector<std::string> out;
   (void)encoder.encode(points, aggregates, static_cast<std::uint64_t>(kT0), out);
   EXPECT_EQ(out.size(), 1U);
@@ -109,14 +109,14 @@ std::span<const std::uint8_t> bytes_of(const std::string& datagram) {
   return {reinterpret_cast<const std::uint8_t*>(datagram.data()), datagram.size()};
 }
 
-const proto::SeriesDef kRequests{
+const model::SeriesDef kRequests{
     "checkout", "http.requests", {{"code", "200"}, {"route", "/api/v1"}}, shm::Kind::kCounter};
-const proto::SeriesDef kQueue{"checkout", "queue.depth", {}, shm::Kind::kGauge};
-const proto::SeriesDef kLatency{"checkout", "db.latency", {{"db", "main"}}, shm::Kind::kTiming};
+const model::SeriesDef kQueue{"checkout", "queue.depth", {}, shm::Kind::kGauge};
+const model::SeriesDef kLatency{"checkout", "db.latency", {{"db", "main"}}, shm::Kind::kTiming};
 
 // One counter event at time kT0 + i, value i: small, one per datagram, easy to tell apart.
-proto::Point tick(int i) {
-  return proto::Point{&kRequests, shm::Kind::kCounter, static_cast<double>(i), 1.0F, kT0 + i};
+model::Point tick(int i) {
+  return model::Point{&kRequests, shm::Kind::kCounter, static_cast<double>(i), 1.0F, kT0 + i};
 }
 
 // A UDP socket that sends to 127.0.0.1:port.
@@ -473,8 +473,8 @@ TEST(ReceiverJsonlTest, EventWithNonFiniteValueStaysValidJson) {
   datagram.header.sequence = 3;
   datagram.host = kHost;
   datagram.series.push_back(kQueue);
-  datagram.events.push_back(proto::DecodedEvent{
-      0, shm::Kind::kGauge, std::numeric_limits<double>::quiet_NaN(), 1.0F, kT0});
+  datagram.points.push_back(model::Point{&datagram.series[0], shm::Kind::kGauge,
+                                         std::numeric_limits<double>::quiet_NaN(), 1.0F, kT0});
   std::string out;
 
   const std::size_t lines = append_lines(out, datagram);
@@ -619,8 +619,8 @@ TEST(ReceiverTest, EventTimeAtTheInt64ExtremesIsRecordedWithoutOverflow) {
   auto encoder = make_encoder();
   constexpr std::int64_t kEarliest = std::numeric_limits<std::int64_t>::min();
   constexpr std::int64_t kLatest = std::numeric_limits<std::int64_t>::max();
-  const proto::Point earliest{&kRequests, shm::Kind::kCounter, 1, 1.0F, kEarliest};
-  const proto::Point latest{&kRequests, shm::Kind::kCounter, 2, 1.0F, kLatest};
+  const model::Point earliest{&kRequests, shm::Kind::kCounter, 1, 1.0F, kEarliest};
+  const model::Point latest{&kRequests, shm::Kind::kCounter, 2, 1.0F, kLatest};
 
   sut.handle_datagram(bytes_of(encode_one(encoder, {earliest})));
   sut.handle_datagram(bytes_of(encode_one(encoder, {latest})));
@@ -648,13 +648,13 @@ TEST(ReceiverTest, RecordsLatencyOfEveryEventAndCountsFoldedValues) {
   auto sut = std::move(created).value();
   auto encoder = make_encoder();
   constexpr std::uint64_t kFolded = 12;
-  const proto::Aggregate folded{&kLatency, kFolded, 30.5, 1, 5, 2, kT0};
+  const model::Aggregate folded{&kLatency, kFolded, 30.5, 1, 5, 2, kT0};
   // Events stamped one second ago: each must be recorded near 1 s, within a bucket's width.
   const std::int64_t second_ago = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count() -
                                   1'000'000'000;
-  const std::vector<proto::Point> points = {
+  const std::vector<model::Point> points = {
       {&kRequests, shm::Kind::kCounter, 1.0, 1.0F, second_ago},
       {&kRequests, shm::Kind::kCounter, 2.0, 1.0F, second_ago}};
 
@@ -726,7 +726,7 @@ TEST(RecvBinaryTest, WritesOneLinePerEventFieldByField) {
   ASSERT_NE(recv.udp_port, 0);
   ASSERT_NE(recv.http_port, 0);
   auto encoder = make_encoder();
-  const std::vector<proto::Point> points = {
+  const std::vector<model::Point> points = {
       {&kRequests, shm::Kind::kCounter, 3, 1.0F, kT0},
       {&kQueue, shm::Kind::kGauge, 2.5, 1.0F, kT0 + 1'000},
       {&kQueue, shm::Kind::kGaugeDelta, -1.25, 0.5F, kT0 + 2'000},
@@ -780,7 +780,7 @@ TEST(RecvBinaryTest, WritesAggregateWithFoldedValuesInsteadOfValue) {
   const std::string path = dir.file("aggregates.jsonl");
   auto recv = start_recv(path);
   auto encoder = make_encoder();
-  const proto::Aggregate folded{&kLatency, 12, 30.5, 1, 5, 2, kT0};
+  const model::Aggregate folded{&kLatency, 12, 30.5, 1, 5, 2, kT0};
   UdpSender sender(recv.udp_port);
 
   sender.send(encode_one(encoder, {}, {folded}));
@@ -976,7 +976,7 @@ TEST(RecvBinaryTest, SigtermFlushesEveryLineAndExitsZero) {
   auto encoder = make_encoder();
   UdpSender sender(recv.udp_port);
   for (int d = 0; d < kDatagrams; ++d) {
-    std::vector<proto::Point> points;
+    std::vector<model::Point> points;
     for (int e = 0; e < kEventsPerDatagram; ++e) points.push_back(tick(d * kEventsPerDatagram + e));
     sender.send(encode_one(encoder, points));
   }

@@ -94,8 +94,8 @@ TEST(UdpExporterTest, DatagramsDecodeAndCarryEveryEvent) {
   const auto got = receiver.receive(r.datagrams, kWait);
   ASSERT_EQ(got.size(), r.datagrams);
   std::uint64_t bytes = 0;
-  std::map<std::string, std::vector<proto::DecodedEvent>> events_by_series;
-  std::vector<proto::DecodedAggregate> aggregates;
+  std::map<std::string, std::vector<model::Point>> events_by_series;
+  std::vector<model::Aggregate> aggregates;
   for (std::size_t i = 0; i < got.size(); ++i) {
     bytes += got[i].size();
     EXPECT_LE(got[i].size(), proto::kMaxDatagramBytesIpv4);
@@ -105,7 +105,7 @@ TEST(UdpExporterTest, DatagramsDecodeAndCarryEveryEvent) {
     EXPECT_EQ(d.header.sender_epoch, kEpoch);
     EXPECT_EQ(d.header.sequence, i);
     EXPECT_EQ(d.host, "test-host");
-    for (const auto& e : d.events) events_by_series[d.series.at(e.series).name].push_back(e);
+    for (const auto& e : d.points) events_by_series[e.series->name].push_back(e);
     for (const auto& a : d.aggregates) aggregates.push_back(a);
   }
   EXPECT_EQ(bytes, r.bytes);
@@ -213,8 +213,8 @@ TEST(UdpExporterTest, HalfOpenProbeClosesOnceListenerExists) {
   EXPECT_TRUE(got[0].empty());
   proto::DecodedDatagram d;
   ASSERT_TRUE(decode(got[1], d));
-  ASSERT_EQ(d.events.size(), 1U);
-  EXPECT_EQ(d.series.at(d.events[0].series).name, "udp.small");
+  ASSERT_EQ(d.points.size(), 1U);
+  EXPECT_EQ(d.points[0].series->name, "udp.small");
   EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed + 1);
 }
 
