@@ -42,9 +42,9 @@
 #include "bench/bench_util.h"
 #include "model/metric.h"
 #include "collector/exporter.h"
-#include "collector/exporters/dogstatsd.h"
+#include "collector/exporters/dogstatsd/dogstatsd.h"
 #include "collector/exporters/socket.h"
-#include "collector/exporters/udp.h"
+#include "collector/exporters/udp/udp.h"
 #include "collector/source.h"
 #include "proto/datagram.h"
 #include "shm/layout.h"
@@ -790,21 +790,21 @@ void BM_CollectorRingsToDatagrams(benchmark::State& state) {
     timer.stop();
     sent.events_sent += result.events_sent;
     sent.events_dropped += result.events_dropped;
-    sent.datagrams += result.datagrams;
+    sent.requests += result.requests;
     sent.send_errors += result.send_errors;
   }
   const std::uint64_t received = receiver.stop();
   timer.report(state, drained);
-  if (drained == 0 || sent.datagrams == 0) return;
+  if (drained == 0 || sent.requests == 0) return;
   state.counters["events_per_datagram"] =
-      static_cast<double>(sent.events_sent) / static_cast<double>(sent.datagrams);
+      static_cast<double>(sent.events_sent) / static_cast<double>(sent.requests);
   state.counters["datagrams_per_batch"] =
-      static_cast<double>(sent.datagrams) / static_cast<double>(state.iterations());
+      static_cast<double>(sent.requests) / static_cast<double>(state.iterations());
   state.counters["dropped_frac"] =
       static_cast<double>(sent.events_dropped) / static_cast<double>(drained);
   state.counters["send_errors"] = static_cast<double>(sent.send_errors);
   state.counters["received_frac"] =
-      static_cast<double>(received) / static_cast<double>(sent.datagrams);
+      static_cast<double>(received) / static_cast<double>(sent.requests);
 }
 BENCHMARK(BM_CollectorRingsToDatagrams)
     ->Setup(setup_chain)

@@ -47,9 +47,11 @@ bool named_owner_is_dead(std::string_view name) {
 }
 }  // namespace
 
-DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters)
+DrainLoop::DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters,
+                     DeliveryTracker* delivery)
     : options_(std::move(options)),
       exporters_(std::move(exporters)),
+      delivery_(delivery),
       discovery_(options_.prefix, options_.rescan_interval),
       clock_(ClockMap::calibrate()),
       batch_(std::make_unique<Batch>()) {}
@@ -209,6 +211,7 @@ void DrainLoop::flush(FlushReason reason) {
   counters_.batches.fetch_add(1, std::memory_order_relaxed);
   counters_.flushes[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
   BatchPtr sealed(std::move(batch_));
+  if (delivery_ != nullptr) delivery_->expect(sealed->id, exporters_.size());
   for (ExporterRunner* e : exporters_) e->offer(sealed);
   batch_ = std::make_unique<Batch>();
   batch_->points.reserve(options_.batch_size);

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "model/metric.h"
+#include "collector/delivery.h"
 #include "collector/discovery.h"
 #include "collector/exporter.h"
 #include "collector/source.h"
@@ -89,7 +90,10 @@ struct DrainCounters {
 
 class DrainLoop {
  public:
-  DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters);
+  // `delivery`, if given, is told of every batch before it is offered (DeliveryTracker::expect);
+  // the runners report to it when they are done.
+  DrainLoop(DrainOptions options, std::vector<ExporterRunner*> exporters,
+            DeliveryTracker* delivery = nullptr);
 
   // Runs until `stop` is set, then drains every ring, takes the folds and seals a last batch.
   void run(const std::atomic<bool>& stop);
@@ -100,6 +104,7 @@ class DrainLoop {
 
   std::vector<SourceStats> source_stats() const;
   const DrainCounters& counters() const noexcept { return counters_; }
+  const DeliveryTracker* delivery() const noexcept { return delivery_; }
   // Names of quarantined segments with the reason ("<reason>: <what was seen>"), sorted by name:
   // those refused at attach and those detached since. A quarantined segment is never attached
   // again while its file exists; once the file is gone its name is forgotten.
@@ -121,6 +126,7 @@ class DrainLoop {
 
   DrainOptions options_;
   std::vector<ExporterRunner*> exporters_;
+  DeliveryTracker* delivery_ = nullptr;
   Discovery discovery_;
   ClockMap clock_;
   std::vector<std::unique_ptr<Source>> sources_;

@@ -2,19 +2,40 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 
 namespace shmstats::collector {
 
+const char* to_string(BreakerState state) noexcept {
+  switch (state) {
+    case BreakerState::kNone:
+      return "";
+    case BreakerState::kClosed:
+      return "closed";
+    case BreakerState::kOpen:
+      return "open";
+    case BreakerState::kHalfOpen:
+      return "half_open";
+  }
+  return "?";
+}
+
 ExporterRunner::ExporterRunner(std::unique_ptr<Exporter> exporter, std::size_t queue_capacity,
-                               LatencyHistogram* latency)
+                               LatencyHistogram* latency, CompletionSink* completion)
     : exporter_(std::move(exporter)),
       capacity_(queue_capacity == 0 ? 1 : queue_capacity),
-      latency_(latency) {
+      latency_(latency),
+      completion_(completion),
+      flush_interval_(std::max(exporter_->flush_interval(), std::chrono::milliseconds(1))) {
   thread_ = std::thread([this] { run(); });
 }
 
 ExporterRunner::~ExporterRunner() { stop(std::chrono::milliseconds(1000)); }
+
+void ExporterRunner::complete(const Batch& batch, const BatchOutcome& outcome) noexcept {
+  if (completion_ != nullptr) completion_->batch_done(exporter_->name(), batch, outcome);
+}
 
 void ExporterRunner::offer(BatchPtr batch) noexcept {
   if (!batch) return;
@@ -35,28 +56,72 @@ void ExporterRunner::offer(BatchPtr batch) noexcept {
   // A slow or stuck exporter loses its own batches, counted; the drain loop never waits.
   counters_.batches_dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
   counters_.events_dropped_queue_full.fetch_add(batch->size(), std::memory_order_relaxed);
+  complete(*batch, BatchOutcome{0, 0, batch->size(), DropCause::kQueueFull});
 }
 
 void ExporterRunner::account(const SendResult& r) {
   counters_.events_sent.fetch_add(r.events_sent, std::memory_order_relaxed);
+  counters_.events_merged.fetch_add(r.events_merged, std::memory_order_relaxed);
   counters_.events_dropped_exporter.fetch_add(r.events_dropped, std::memory_order_relaxed);
-  counters_.datagrams.fetch_add(r.datagrams, std::memory_order_relaxed);
+  counters_.requests.fetch_add(r.requests, std::memory_order_relaxed);
   counters_.bytes.fetch_add(r.bytes, std::memory_order_relaxed);
   counters_.send_errors.fetch_add(r.send_errors, std::memory_order_relaxed);
 }
 
+void ExporterRunner::send_one(const Batch& batch) {
+  SendResult r;
+  try {
+    r = exporter_->send(batch);
+  } catch (const std::exception& e) {
+    counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
+    counters_.events_dropped_exception.fetch_add(batch.size(), std::memory_order_relaxed);
+    // Rate-limited: at most one line per exporter per second.
+    static thread_local auto last = std::chrono::steady_clock::time_point{};
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last > std::chrono::seconds(1)) {
+      last = now;
+      spdlog::error("exporter {}: {} (batch dropped and counted)", exporter_->name(), e.what());
+    }
+    complete(batch, BatchOutcome{0, 0, batch.size(), DropCause::kException});
+    return;
+  }
+  account(r);
+  if (latency_ != nullptr && r.events_sent > 0) {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const std::int64_t now = ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
+    for (const auto& p : batch.points) latency_->record_ns(now - p.time_unix_ns);
+  }
+  complete(batch, BatchOutcome{r.events_sent, r.events_merged, r.events_dropped});
+}
+
+void ExporterRunner::flush_now() {
+  counters_.flushes.fetch_add(1, std::memory_order_relaxed);
+  try {
+    SendResult r = exporter_->flush();
+    r.events_sent = r.events_merged = r.events_dropped = 0;  // counted at send (exporter.h)
+    account(r);
+  } catch (const std::exception& e) {
+    counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
+    static thread_local auto last = std::chrono::steady_clock::time_point{};
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last > std::chrono::seconds(1)) {
+      last = now;
+      spdlog::error("exporter {}: flush failed: {}", exporter_->name(), e.what());
+    }
+  }
+}
+
 void ExporterRunner::run() {
+  using Clock = std::chrono::steady_clock;
+  auto next_flush = Clock::now() + flush_interval_;
   for (;;) {
     BatchPtr batch;
-    bool idle_flush = false;
     {
       std::unique_lock lock(mutex_);
       if (queue_.empty() && !stopping_) {
-        // Wake at least every 100 ms so buffering exporters flush on age.
-        if (!wake_.wait_for(lock, std::chrono::milliseconds(100),
-                            [this] { return !queue_.empty() || stopping_; })) {
-          idle_flush = true;
-        }
+        // Sleep until work arrives or the flush is due, whichever comes first.
+        wake_.wait_until(lock, next_flush, [this] { return !queue_.empty() || stopping_; });
       }
       if (!queue_.empty()) {
         batch = std::move(queue_.front());
@@ -66,38 +131,14 @@ void ExporterRunner::run() {
         break;
       }
     }
-    try {
-      if (batch) {
-        const SendResult r = exporter_->send(*batch);
-        account(r);
-        if (latency_ != nullptr && r.events_sent > 0) {
-          timespec ts{};
-          clock_gettime(CLOCK_REALTIME, &ts);
-          const std::int64_t now = ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-          for (const auto& p : batch->points) latency_->record_ns(now - p.time_unix_ns);
-        }
-      } else if (idle_flush) {
-        account(exporter_->flush());
-      }
-    } catch (const std::exception& e) {
-      counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
-      if (batch)
-        counters_.events_dropped_exception.fetch_add(batch->size(), std::memory_order_relaxed);
-      // Rate-limited: at most one line per exporter per second.
-      static thread_local auto last = std::chrono::steady_clock::time_point{};
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last > std::chrono::seconds(1)) {
-        last = now;
-        spdlog::error("exporter {}: {} (batch dropped and counted)", exporter_->name(), e.what());
-      }
+    if (batch) send_one(*batch);
+    // The flush deadline holds under any load: a steady stream of batches does not defer it.
+    if (const auto now = Clock::now(); now >= next_flush) {
+      flush_now();
+      next_flush = now + flush_interval_;
     }
   }
-  try {
-    account(exporter_->flush());
-  } catch (const std::exception& e) {
-    counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
-    spdlog::error("exporter {}: flush at shutdown failed: {}", exporter_->name(), e.what());
-  }
+  flush_now();
   std::lock_guard lock(mutex_);
   exited_ = true;
   exited_cv_.notify_all();
@@ -110,16 +151,19 @@ bool ExporterRunner::stop(std::chrono::milliseconds deadline) {
   wake_.notify_all();
   // The thread sends what is queued, flushes, then reports that it exited.
   const bool exited = exited_cv_.wait_for(lock, deadline, [this] { return exited_; });
+  std::deque<BatchPtr> abandoned;
   if (!exited) {
     // Still busy at the deadline (a hung destination): what it did not send is counted dropped.
     for (const auto& b : queue_) {
       counters_.batches_dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
       counters_.events_dropped_queue_full.fetch_add(b->size(), std::memory_order_relaxed);
     }
-    queue_.clear();
+    abandoned.swap(queue_);
+    counters_.queue_depth.store(0, std::memory_order_relaxed);
   }
   stopped_ = true;
   lock.unlock();
+  for (const auto& b : abandoned) complete(*b, BatchOutcome{0, 0, b->size(), DropCause::kShutdown});
   if (exited) {
     thread_.join();
   } else {

@@ -17,8 +17,11 @@ class HangingExporter final : public Exporter {
     for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
   }
   SendResult flush() override { return inner_->flush(); }
-  std::string breaker_state() const override { return inner_->breaker_state(); }
-  Probes breaker_probes() const override { return inner_->breaker_probes(); }
+  std::chrono::milliseconds flush_interval() const override { return inner_->flush_interval(); }
+  BreakerStatus breaker() const override { return inner_->breaker(); }
+  void describe_metrics(std::vector<ExporterSample>& out) const override {
+    inner_->describe_metrics(out);
+  }
 
  private:
   std::unique_ptr<Exporter> inner_;

@@ -2,7 +2,7 @@
 // collector's environment asks for a fault; read once at start-up, and nothing here is on the
 // drain path.
 //
-//   SHMSTATS_COLLECTOR_FAULT_HANG_EXPORTER=<exporter>   (udp or dogstatsd)
+//   SHMSTATS_COLLECTOR_FAULT_HANG_EXPORTER=<exporter>   (an output's instance name: udp, ...)
 //       That exporter's send() never returns, like a destination that hangs for ever. Its runner
 //       keeps its queue full and drops every further batch, counted as
 //       shmstats_exporter_queue_dropped_{batches,events}_total{exporter="<exporter>"}; the other

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -15,10 +16,11 @@
 
 #include "collector/config.h"
 #include "collector/drain.h"
-#include "collector/exporters/dogstatsd.h"
-#include "collector/exporters/udp.h"
+#include "collector/delivery.h"
+#include "collector/exporters/registry.h"
 #include "collector/fault.h"
 #include "collector/http.h"
+#include "common/endpoint.h"
 #include "collector/telemetry.h"
 #include "shm/clock.h"
 #include "shm/mapping_guard.h"
@@ -66,44 +68,31 @@ int run(int argc, char** argv) {
     spdlog::warn("fault injection ({}): exporter {} hangs in send", kFaultHangExporterEnv,
                  faults.hang_exporter);
   }
+  // One runner per configured output (collector/exporters/registry.h); latency is recorded by
+  // the first only, so events are not counted twice.
+  DeliveryTracker delivery;
   std::vector<std::unique_ptr<ExporterRunner>> runners;
-  if (!cfg.udp.empty()) {
-    UdpExporterOptions o;
-    o.destination = cfg.udp;
-    o.sender_id = cfg.sender_id;
-    o.sender_epoch = epoch;
-    o.host = cfg.host;
-    o.max_datagram_bytes = cfg.max_datagram_bytes;
-    o.breaker_failures = cfg.breaker_failures;
-    o.breaker_open = cfg.breaker_open;
-    auto e = UdpExporter::create(o);
-    if (!e) {
-      std::fprintf(stderr, "shmstats-collector: --udp: %s\n", e.error().message.c_str());
+  for (const OutputConfig& output : cfg.outputs) {
+    const ExporterType* type = find_exporter_type(output.type);
+    if (type == nullptr) {
+      std::fprintf(stderr, "shmstats-collector: %s: unknown output type %s\n",
+                   output.origin.c_str(), output.type.c_str());
       return 2;
     }
-    runners.push_back(std::make_unique<ExporterRunner>(with_faults(std::move(e).value(), faults),
-                                                       cfg.exporter_queue, &latency));
-  }
-  if (!cfg.dogstatsd.empty()) {
-    DogStatsdOptions o;
-    o.destination = cfg.dogstatsd;
-    o.max_payload_bytes = cfg.dogstatsd_max_bytes;
-    o.add_service_tag = cfg.dogstatsd_service_tag;
-    o.multi_value = cfg.dogstatsd_multi_value;
-    o.breaker_failures = cfg.breaker_failures;
-    o.breaker_open = cfg.breaker_open;
-    auto e = DogStatsdExporter::create(o);
+    ExporterContext context{output.name, cfg.sender_id, epoch, cfg.host};
+    auto e = type->create(output.values, context);
     if (!e) {
-      std::fprintf(stderr, "shmstats-collector: --dogstatsd: %s\n", e.error().message.c_str());
+      std::fprintf(stderr, "shmstats-collector: output %s (%s): %s\n", output.name.c_str(),
+                   output.origin.c_str(), e.error().message.c_str());
       return 2;
     }
-    // Latency is recorded by one exporter only (the first), so events are not counted twice.
-    runners.push_back(std::make_unique<ExporterRunner>(with_faults(std::move(e).value(), faults),
-                                                       cfg.exporter_queue,
-                                                       runners.empty() ? &latency : nullptr));
+    runners.push_back(std::make_unique<ExporterRunner>(
+        with_faults(std::move(e).value(), faults), output.values.uint(kCommonQueueKey),
+        runners.empty() ? &latency : nullptr, &delivery));
   }
   if (runners.empty()) {
-    spdlog::warn("no output configured (--udp, --dogstatsd): events are drained and counted only");
+    spdlog::warn("no output configured (--udp, --dogstatsd, ...): events are drained and counted "
+                 "only");
   }
   std::vector<ExporterRunner*> exporters;
   for (auto& r : runners) exporters.push_back(r.get());
@@ -115,14 +104,14 @@ int run(int argc, char** argv) {
   drain_options.max_events_per_second = cfg.max_drain_rate;
   drain_options.policy.allowed_uids = cfg.allowed_uids;
   drain_options.policy.allow_group_writable = cfg.allow_group_writable;
-  DrainLoop drain(drain_options, exporters);
+  DrainLoop drain(drain_options, exporters, &delivery);
 
   HealthThresholds thresholds;
   thresholds.latency_p99_seconds = cfg.health_latency_p99_seconds;
   Health health(thresholds);
   std::unique_ptr<HttpServer> http;
   if (!cfg.http.empty()) {
-    auto where = parse_endpoint(cfg.http);
+    auto where = common::parse_listen_address(cfg.http);
     if (!where) {
       std::fprintf(stderr, "shmstats-collector: --http: %s\n", where.error().message.c_str());
       return 2;
@@ -145,9 +134,14 @@ int run(int argc, char** argv) {
     http = std::move(server).value();
     std::printf("listening http %s:%u\n", where.value().host.c_str(), http->port());
   }
-  std::printf("collecting prefix %s; udp %s; dogstatsd %s\n", cfg.shm_prefix.c_str(),
-              cfg.udp.empty() ? "off" : cfg.udp.c_str(),
-              cfg.dogstatsd.empty() ? "off" : cfg.dogstatsd.c_str());
+  std::string outputs;
+  for (const OutputConfig& output : cfg.outputs) {
+    const ExporterType* type = find_exporter_type(output.type);
+    outputs += fmt::format("; {} {}", output.name,
+                           type->short_key.empty() ? output.type : output.values.text(type->short_key));
+  }
+  std::printf("collecting prefix %s%s\n", cfg.shm_prefix.c_str(),
+              outputs.empty() ? "; no outputs" : outputs.c_str());
   std::fflush(stdout);
   spdlog::info("shmstats-collector started (sender {:016x}, epoch {})", cfg.sender_id, epoch);
 

@@ -102,12 +102,13 @@ HealthReport Health::evaluate(const DrainLoop& drain, const std::vector<Exporter
   std::uint64_t errors = 0;
   std::size_t open_breakers = 0;
   for (const ExporterRunner* e : exporters) {
-    sent += e->counters().datagrams.load(std::memory_order_relaxed);
+    sent += e->counters().requests.load(std::memory_order_relaxed);
     errors += e->counters().send_errors.load(std::memory_order_relaxed);
-    const std::string state = e->breaker_state();
-    if (state == "open" || state == "half_open") {
+    const BreakerState state = e->breaker().state;
+    if (state == BreakerState::kOpen || state == BreakerState::kHalfOpen) {
       ++open_breakers;
-      r.reasons.push_back(fmt::format("exporter {}: circuit breaker {}", e->name(), state));
+      r.reasons.push_back(
+          fmt::format("exporter {}: circuit breaker {}", e->name(), to_string(state)));
     }
   }
   const std::uint64_t d_sent = sent - std::min(sent, last_sent_);
@@ -204,6 +205,14 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
             "Values covered by the fold aggregates.", d(c.folded_values_received));
   p.counter("shmstats_collector_batches_total", "Batches sealed and handed to exporters.",
             d(c.batches));
+  if (const DeliveryTracker* delivery = drain.delivery(); delivery != nullptr) {
+    p.counter("shmstats_collector_batches_completed_total",
+              "Batches every output is done with (sent, merged or dropped and counted).",
+              static_cast<double>(delivery->completed_total()));
+    p.gauge("shmstats_collector_batches_in_flight",
+            "Batches handed to outputs that not every output has finished.",
+            static_cast<double>(delivery->in_flight()));
+  }
   p.family("shmstats_collector_flushes_total", "counter", "Batches sealed, by reason.");
   const char* reasons[] = {"size", "age", "pressure", "shutdown"};
   for (int i = 0; i < static_cast<int>(FlushReason::kCount); ++i) {
@@ -321,8 +330,16 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
       {"shmstats_exporter_queue_dropped_batches_total",
        "Batches dropped because the exporter's queue was full.",
        &ExporterCounters::batches_dropped_queue_full, "counter"},
-      {"shmstats_exporter_datagrams_total", "Datagrams sent.", &ExporterCounters::datagrams,
-       "counter"},
+      {"shmstats_exporter_events_merged_total",
+       "Events taken into an aggregating output's state (sent by its flush).",
+       &ExporterCounters::events_merged, "counter"},
+      {"shmstats_exporter_requests_total", "Datagrams or requests sent.",
+       &ExporterCounters::requests, "counter"},
+      {"shmstats_exporter_datagrams_total",
+       "Datagrams or requests sent (the older name of shmstats_exporter_requests_total).",
+       &ExporterCounters::requests, "counter"},
+      {"shmstats_exporter_flushes_total", "Flushes of the output (on its deadline and at stop).",
+       &ExporterCounters::flushes, "counter"},
       {"shmstats_exporter_bytes_total", "Bytes sent.", &ExporterCounters::bytes, "counter"},
       {"shmstats_exporter_send_errors_total", "Failed sends.", &ExporterCounters::send_errors,
        "counter"},
@@ -344,24 +361,49 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
   p.family("shmstats_exporter_circuit_state", "gauge",
            "Circuit breaker state: 0 closed, 1 open, 2 half open.");
   for (const ExporterRunner* e : exporters) {
-    const std::string st = e->breaker_state();
-    if (st.empty()) continue;
+    const BreakerState st = e->breaker().state;
+    if (st == BreakerState::kNone) continue;
     p.sample("shmstats_exporter_circuit_state", fmt::format("exporter=\"{}\"", label(e->name())),
-             st == "open" ? 1 : (st == "half_open" ? 2 : 0));
+             static_cast<int>(st));
   }
   p.family("shmstats_exporter_breaker_probes_total", "counter",
            "Empty probe datagrams a half-open breaker sent, by result (a failed probe re-opens it "
            "and the batch is dropped instead of sent to a destination that is still down).");
   for (const ExporterRunner* e : exporters) {
-    if (e->breaker_state().empty()) continue;
-    const Exporter::Probes probes = e->breaker_probes();
+    const BreakerStatus b = e->breaker();
+    if (b.state == BreakerState::kNone) continue;
     const std::string exporter = label(e->name());
     p.sample("shmstats_exporter_breaker_probes_total",
              fmt::format("exporter=\"{}\",result=\"ok\"", exporter),
-             static_cast<double>(probes.sent > probes.failed ? probes.sent - probes.failed : 0));
+             static_cast<double>(b.probes_sent > b.probes_failed ? b.probes_sent - b.probes_failed
+                                                                 : 0));
     p.sample("shmstats_exporter_breaker_probes_total",
              fmt::format("exporter=\"{}\",result=\"failed\"", exporter),
-             static_cast<double>(probes.failed));
+             static_cast<double>(b.probes_failed));
+  }
+  // Each output's own samples, one family per name whatever instance they come from.
+  std::vector<std::pair<const ExporterRunner*, ExporterSample>> own;
+  for (const ExporterRunner* e : exporters) {
+    std::vector<ExporterSample> samples;
+    e->describe_metrics(samples);
+    for (auto& s : samples) own.emplace_back(e, std::move(s));
+  }
+  std::vector<std::string> family_order;
+  for (const auto& [e, s] : own) {
+    if (std::find(family_order.begin(), family_order.end(), s.name) == family_order.end()) {
+      family_order.push_back(s.name);
+    }
+  }
+  for (const auto& name : family_order) {
+    bool first = true;
+    for (const auto& [e, s] : own) {
+      if (s.name != name) continue;
+      if (first) p.family(s.name, s.type, s.help);
+      first = false;
+      std::string labels = fmt::format("exporter=\"{}\"", label(e->name()));
+      for (const auto& [k, v] : s.labels) labels += fmt::format(",{}=\"{}\"", k, label(v));
+      p.sample(s.name, labels, s.value);
+    }
   }
 
   p.family("shmstats_end_to_end_latency_seconds", "histogram",

@@ -59,4 +59,22 @@ AttemptResult BreakerSocket::send(std::span<const std::string> datagrams, Clock:
   return r;
 }
 
+BreakerStatus BreakerSocket::status() const noexcept {
+  BreakerStatus s;
+  s.probes_failed = probes_failed();  // first: a probe is counted sent before it is failed
+  s.probes_sent = probes();
+  switch (breaker_.state()) {
+    case CircuitBreaker::State::kClosed:
+      s.state = BreakerState::kClosed;
+      break;
+    case CircuitBreaker::State::kOpen:
+      s.state = BreakerState::kOpen;
+      break;
+    case CircuitBreaker::State::kHalfOpen:
+      s.state = BreakerState::kHalfOpen;
+      break;
+  }
+  return s;
+}
+
 }  // namespace shmstats::collector

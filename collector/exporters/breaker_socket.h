@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "collector/breaker.h"
+#include "collector/exporter.h"
 #include "collector/exporters/socket.h"
 
 namespace shmstats::collector {
@@ -62,6 +63,8 @@ class BreakerSocket {
     return probes_failed_.load(std::memory_order_relaxed);
   }
   const DatagramSocket& socket() const noexcept { return socket_; }
+  // The breaker's state and probes, as an exporter reports them (any thread).
+  BreakerStatus status() const noexcept;
 
  private:
   std::string name_;

@@ -15,90 +15,17 @@
 namespace shmstats::collector {
 namespace {
 
-constexpr std::string_view kUnixScheme = "unix://";
-constexpr std::size_t kMaxShownBytes = 64;  // of offending text in error messages
-
-// The offending text for an error message: printable ASCII, length-capped.
-std::string shown(std::string_view text) {
-  std::string out;
-  for (const char c : text.substr(0, kMaxShownBytes)) {
-    const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7f) ? c : '?';
-  }
-  if (text.size() > kMaxShownBytes) out += "...";
-  return out;
-}
-
 shm::Error invalid(std::string_view destination, std::string_view why) {
   return shm::Error{shm::Errc::kInvalidOptions,
-                    fmt::format("destination \"{}\": {}", shown(destination), why)};
+                    fmt::format("destination \"{}\": {}", common::shown(destination), why)};
 }
 
 std::string errno_text(int err) { return fmt::format("{} ({})", std::strerror(err), err); }
 
 }  // namespace
 
-std::string Endpoint::text() const {
-  if (type == Type::kUnix) return fmt::format("unix://{}", path);
-  if (host.find(':') != std::string::npos) return fmt::format("[{}]:{}", host, port);
-  return fmt::format("{}:{}", host, port);
-}
-
-shm::Result<Endpoint> parse_endpoint(std::string_view text) {
-  if (text.empty())
-    return invalid(text, "is empty; expected HOST:PORT, [IPV6]:PORT or unix:///path");
-  Endpoint ep;
-  if (text.starts_with(kUnixScheme)) {
-    const std::string_view path = text.substr(kUnixScheme.size());
-    if (!path.starts_with('/')) {
-      return invalid(text, "a Unix socket path must be absolute (unix:///path)");
-    }
-    if (path.find('\0') != std::string_view::npos) return invalid(text, "path contains a NUL byte");
-    constexpr std::size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
-    if (path.size() > kMaxPath) {
-      return invalid(text,
-                     fmt::format("the path is {} bytes; the limit is {}", path.size(), kMaxPath));
-    }
-    ep.type = Endpoint::Type::kUnix;
-    ep.path = std::string(path);
-    return ep;
-  }
-
-  std::string_view host;
-  std::string_view port_text;
-  if (text.starts_with('[')) {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos) return invalid(text, "missing ']' after an IPv6 address");
-    host = text.substr(1, close - 1);
-    const std::string_view rest = text.substr(close + 1);
-    if (!rest.starts_with(':')) return invalid(text, "expected ':PORT' after ']'");
-    port_text = rest.substr(1);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return invalid(text, "missing ':PORT'");
-    host = text.substr(0, colon);
-    if (host.find(':') != std::string_view::npos) {
-      return invalid(text, "an IPv6 address needs brackets: [ADDRESS]:PORT");
-    }
-    port_text = text.substr(colon + 1);
-  }
-  if (host.empty()) return invalid(text, "the host is empty");
-  unsigned port = 0;
-  const auto [end, ec] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || ec != std::errc{} || end != port_text.data() + port_text.size() ||
-      port == 0 || port > 65535) {
-    return invalid(text,
-                   fmt::format("port \"{}\" is not a number from 1 to 65535", shown(port_text)));
-  }
-  ep.type = Endpoint::Type::kUdp;
-  ep.host = std::string(host);
-  ep.port = static_cast<std::uint16_t>(port);
-  return ep;
-}
-
 shm::Result<DatagramSocket> DatagramSocket::open(std::string_view destination) {
-  auto ep = parse_endpoint(destination);
+  auto ep = common::parse_destination(destination);
   if (!ep) return ep.error();
   return open(ep.value());
 }
@@ -130,7 +57,7 @@ shm::Result<DatagramSocket> DatagramSocket::open(const Endpoint& endpoint) {
   addrinfo* found = nullptr;
   const std::string port = std::to_string(endpoint.port);
   if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return invalid(endpoint.text(), fmt::format("cannot resolve \"{}\": {}", shown(endpoint.host),
+    return invalid(endpoint.text(), fmt::format("cannot resolve \"{}\": {}", common::shown(endpoint.host),
                                                 ::gai_strerror(rc)));
   }
   int last_error = 0;

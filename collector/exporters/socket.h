@@ -19,22 +19,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/endpoint.h"
 #include "shm/result.h"
 
 namespace shmstats::collector {
 
-// Where datagrams go. Parsed from "HOST:PORT", "[IPV6]:PORT" or "unix:///absolute/path".
-struct Endpoint {
-  enum class Type { kUdp, kUnix };
-  Type type = Type::kUdp;
-  std::string host;  // kUdp: name or address literal, without brackets
-  std::uint16_t port = 0;
-  std::string path;          // kUnix
-  std::string text() const;  // canonical form, for logs
-};
-
-// Cold path. Errors carry Errc::kInvalidOptions and name the offending text.
-shm::Result<Endpoint> parse_endpoint(std::string_view text);
+// Where datagrams go: common/endpoint.h has the rules (HOST:PORT, [IPV6]:PORT, unix:///path).
+using common::Endpoint;
 
 struct SendManyResult {
   std::size_t sent = 0;    // datagrams the kernel accepted

@@ -22,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "collector/exporters/dogstatsd.h"
+#include "collector/exporters/dogstatsd/dogstatsd.h"
 #include "tests/support/support.h"
 #include "tests/unit/collector/batch_builder.h"
 #include "tests/unit/collector/receivers.h"
@@ -359,18 +359,18 @@ TEST_F(StatsdE2eTest, BreakerProbeIsNoBadLineAndDeliveryResumesWhenStatsdReturns
   BatchBuilder b;
   b.point(b.series("e2e.resumed", shm::Kind::kCounter), 1);
   stop_statsd();
-  auto state = [&] { return "breaker " + sut->breaker_state(); };
+  auto state = [&] { return "breaker " + std::string(to_string(sut->breaker().state)); };
   ASSERT_TRUE(wait_until(
       [&] {
         (void)sut->send(b.batch());
-        return sut->breaker_state() == "open";
+        return std::string(to_string(sut->breaker().state)) == "open";
       },
       kWait, state));
   std::uint64_t sent_while_down = 0;
   ASSERT_TRUE(wait_until(
       [&] {
         sent_while_down += sut->send(b.batch()).events_sent;
-        return sut->breaker_probes().failed >= 2;
+        return sut->breaker().probes_failed >= 2;
       },
       kWait, state));
   EXPECT_EQ(sent_while_down, 0U);
@@ -380,7 +380,7 @@ TEST_F(StatsdE2eTest, BreakerProbeIsNoBadLineAndDeliveryResumesWhenStatsdReturns
   ASSERT_TRUE(wait_until(
       [&] {
         sent += sut->send(b.batch()).events_sent;
-        return sut->breaker_state() == "closed";
+        return std::string(to_string(sut->breaker().state)) == "closed";
       },
       kWait, state));
   ASSERT_GE(sent, 1U);
@@ -395,7 +395,7 @@ TEST_F(StatsdE2eTest, BreakerProbeIsNoBadLineAndDeliveryResumesWhenStatsdReturns
   EXPECT_EQ(number(counters, "statsd.bad_lines_seen"), 0);
   // The closing probe and the batch after it, both received.
   EXPECT_GE(number(counters, "statsd.packets_received"), 2);
-  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed + 1);
+  EXPECT_EQ(sut->breaker().probes_sent, sut->breaker().probes_failed + 1);
 }
 
 // The whole way: producer processes -> shared memory -> shmstats-collector --dogstatsd -> the

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collector/config.h"
+#include "collector/exporters/registry.h"
 #include "tests/fuzz/fuzz_inputs.h"
 
 namespace shmstats::fuzz {
@@ -99,8 +100,16 @@ void run_load_config(std::vector<std::string> args, const std::string* config_pa
   }
   const collector::Config& c = config.value();
   require(c.batch_size >= 1 && c.exporter_queue >= 1, "accepted sizes are in range");
-  require(c.max_datagram_bytes >= 512 && c.max_datagram_bytes <= 1472,
-          "accepted datagram limit is in range");
+  for (const auto& output : c.outputs) {
+    const collector::ExporterType* type = collector::find_exporter_type(output.type);
+    require(type != nullptr, "every output has a registered type");
+    for (const auto& [key, value] : output.values.all()) {
+      const collector::OptionSpec* spec = collector::find_output_option(*type, key);
+      require(spec != nullptr, "every output key is declared by its type");
+      require(static_cast<bool>(collector::check_option(*spec, value)),
+              "every accepted output value passes its key's check");
+    }
+  }
   require(c.sender_id != 0 || c.host.empty(), "a sender id is chosen");
 }
 

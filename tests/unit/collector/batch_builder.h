@@ -40,10 +40,10 @@ class BatchBuilder {
     return *this;
   }
 
-  const collector::Batch& batch() const { return batch_; }
+  const model::Batch& batch() const { return batch_; }
 
  private:
-  collector::Batch batch_;
+  model::Batch batch_;
   std::int64_t next_time_ns_ = 1'700'000'000'000'000'000;
 };
 

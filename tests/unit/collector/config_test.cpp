@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,7 @@ TEST(CollectorConfigTest, DefaultsAreDocumentedValues) {
   EXPECT_EQ(sut.value().http, "127.0.0.1:9102");
   EXPECT_EQ(sut.value().flush_interval, std::chrono::milliseconds(5));
   EXPECT_EQ(sut.value().shm_prefix, "shmstats");
-  EXPECT_TRUE(sut.value().udp.empty());
+  EXPECT_TRUE(sut.value().outputs.empty());
   EXPECT_NE(sut.value().sender_id, 0U);
 }
 
@@ -74,7 +75,9 @@ TEST(CollectorConfigTest, FlagsBeatTomlWhichBeatsEnvironment) {
   ASSERT_TRUE(sut) << sut.error().message;
   EXPECT_EQ(sut.value().batch_size, 33U) << "flag wins";
   EXPECT_EQ(sut.value().shm_prefix, "fromtoml") << "TOML beats environment";
-  EXPECT_EQ(sut.value().udp, "127.0.0.1:1111") << "environment beats default";
+  ASSERT_EQ(sut.value().outputs.size(), 1U);
+  EXPECT_EQ(sut.value().outputs[0].values.text("destination"), "127.0.0.1:1111")
+      << "environment beats default";
   EXPECT_EQ(sut.value().flush_interval, std::chrono::milliseconds(250));
 }
 
@@ -156,6 +159,154 @@ TEST(CollectorConfigTest, HelpIsReturnedNotAnError) {
   EXPECT_FALSE(sut);
   EXPECT_NE(help.find("Precedence"), std::string::npos);
   EXPECT_NE(help.find("--dogstatsd"), std::string::npos);
+}
+
+// The outputs of a configuration, by instance name.
+std::map<std::string, const OutputConfig*> by_name(const Config& config) {
+  std::map<std::string, const OutputConfig*> out;
+  for (const auto& o : config.outputs) out[o.name] = &o;
+  return out;
+}
+
+TEST(CollectorConfigTest, LegacyOutputFlagsKeepTheirMeaning) {
+  const auto sut = load({"--udp", "127.0.0.1:9125", "--max-datagram-bytes", "1400", "--dogstatsd",
+                         "127.0.0.1:8125", "--dogstatsd-max-bytes", "8192",
+                         "--dogstatsd-multi-value", "true", "--dogstatsd-service-tag", "false"});
+  ASSERT_TRUE(sut) << sut.error().message;
+  const auto outputs = by_name(sut.value());
+  ASSERT_EQ(outputs.size(), 2U);
+  ASSERT_EQ(outputs.count("udp"), 1U);
+  ASSERT_EQ(outputs.count("dogstatsd"), 1U);
+  EXPECT_EQ(outputs.at("udp")->values.uint("max_datagram_bytes"), 1400U);
+  EXPECT_EQ(outputs.at("dogstatsd")->values.uint("max_bytes"), 8192U);
+  EXPECT_TRUE(outputs.at("dogstatsd")->values.boolean("multi_value"));
+  EXPECT_FALSE(outputs.at("dogstatsd")->values.boolean("service_tag"));
+}
+
+TEST(CollectorConfigTest, RepeatedShortFlagMakesOneOutputEach) {
+  const auto sut = load({"--udp", "127.0.0.1:9125", "--udp", "127.0.0.1:9126"});
+  ASSERT_TRUE(sut) << sut.error().message;
+  const auto outputs = by_name(sut.value());
+  ASSERT_EQ(outputs.size(), 2U);
+  EXPECT_EQ(outputs.at("udp")->values.text("destination"), "127.0.0.1:9125");
+  EXPECT_EQ(outputs.at("udp-2")->values.text("destination"), "127.0.0.1:9126");
+}
+
+TEST(CollectorConfigTest, ExporterTablesAddOutputsWithTheirOwnKeys) {
+  const TomlFile toml(R"(
+udp_max_datagram_bytes = 1000
+breaker_failures = 7
+[[exporter]]
+type = "udp"
+name = "primary"
+destination = "127.0.0.1:9125"
+[[exporter]]
+type = "udp"
+destination = "127.0.0.1:9126"
+max_datagram_bytes = 1200
+breaker_failures = 9
+[[exporter]]
+type = "dogstatsd"
+destination = "unix:///run/dsd.sock"
+max_bytes = 8192
+)");
+  const auto sut = load({"--config", toml.path()});
+  ASSERT_TRUE(sut) << sut.error().message;
+  const auto outputs = by_name(sut.value());
+  ASSERT_EQ(outputs.size(), 3U);
+  EXPECT_EQ(outputs.at("primary")->values.uint("max_datagram_bytes"), 1000U) << "type-wide";
+  EXPECT_EQ(outputs.at("primary")->values.uint("breaker_failures"), 7U) << "global default";
+  EXPECT_EQ(outputs.at("udp")->values.uint("max_datagram_bytes"), 1200U) << "table wins";
+  EXPECT_EQ(outputs.at("udp")->values.uint("breaker_failures"), 9U) << "table wins";
+  EXPECT_EQ(outputs.at("dogstatsd")->values.uint("max_bytes"), 8192U);
+  EXPECT_EQ(outputs.at("dogstatsd")->values.uint("queue"), 64U) << "global exporter_queue";
+}
+
+TEST(CollectorConfigTest, TableKeyWinsOverTypeWideFlag) {
+  const TomlFile toml(R"(
+[[exporter]]
+type = "udp"
+destination = "127.0.0.1:9125"
+max_datagram_bytes = 1200
+[[exporter]]
+type = "udp"
+destination = "127.0.0.1:9126"
+)");
+  const auto sut = load({"--config", toml.path(), "--udp-max-datagram-bytes", "900"});
+  ASSERT_TRUE(sut) << sut.error().message;
+  const auto outputs = by_name(sut.value());
+  EXPECT_EQ(outputs.at("udp")->values.uint("max_datagram_bytes"), 1200U);
+  EXPECT_EQ(outputs.at("udp-2")->values.uint("max_datagram_bytes"), 900U);
+}
+
+TEST(CollectorConfigTest, OutputKeysComeFromTheEnvironmentToo) {
+  const EnvVar udp("SHMSTATS_COLLECTOR_UDP", "127.0.0.1:1111,127.0.0.1:2222");
+  const EnvVar bytes("SHMSTATS_COLLECTOR_UDP_MAX_DATAGRAM_BYTES", "1300");
+  const EnvVar queue("SHMSTATS_COLLECTOR_UDP_QUEUE", "5");
+  const auto sut = load({});
+  ASSERT_TRUE(sut) << sut.error().message;
+  const auto outputs = by_name(sut.value());
+  ASSERT_EQ(outputs.size(), 2U);
+  EXPECT_EQ(outputs.at("udp-2")->values.text("destination"), "127.0.0.1:2222");
+  EXPECT_EQ(outputs.at("udp-2")->values.uint("max_datagram_bytes"), 1300U);
+  EXPECT_EQ(outputs.at("udp")->values.uint("queue"), 5U);
+}
+
+TEST(CollectorConfigTest, FlagListReplacesTheLowerSourcesList) {
+  const EnvVar udp("SHMSTATS_COLLECTOR_UDP", "127.0.0.1:1111");
+  const auto replaced = load({"--udp", "127.0.0.1:3333"});
+  const auto turned_off = load({"--udp", ""});
+  ASSERT_TRUE(replaced) << replaced.error().message;
+  ASSERT_EQ(replaced.value().outputs.size(), 1U);
+  EXPECT_EQ(replaced.value().outputs[0].values.text("destination"), "127.0.0.1:3333");
+  ASSERT_TRUE(turned_off) << turned_off.error().message;
+  EXPECT_TRUE(turned_off.value().outputs.empty());
+}
+
+TEST(CollectorConfigTest, BadOutputTablesNameTheTableAndTheKey) {
+  const auto expect_error = [](const char* text, const char* part) {
+    Config sut;
+    const auto r = apply_toml(text, "inline", sut);
+    ASSERT_FALSE(r) << text;
+    EXPECT_NE(r.error().message.find(part), std::string::npos) << r.error().message;
+  };
+  expect_error("[[exporter]]\ndestination = \"127.0.0.1:1\"\n", "needs type");
+  expect_error("[[exporter]]\ntype = \"carrier-pigeon\"\n", "unknown output type \"carrier-pigeon\"");
+  expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:1\"\ncolour = 1\n",
+               "[[exporter]] #1 in inline: unknown key \"colour\"");
+  expect_error("[[exporter]]\ntype = \"udp\"\n", "destination is required");
+  expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:0\"\n", "destination");
+  expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:1\"\nmax_datagram_bytes = 1473\n",
+               "must be 512 to 1472, or 0 for");
+  expect_error(
+      "[[exporter]]\ntype = \"udp\"\nname = \"a\"\ndestination = \"127.0.0.1:1\"\n"
+      "[[exporter]]\ntype = \"dogstatsd\"\nname = \"a\"\ndestination = \"127.0.0.1:2\"\n",
+      "output name \"a\" is used twice");
+  expect_error("udp_colour = 1\n", "unknown key \"udp_colour\"");
+  expect_error("exporter = 1\n", "array of tables");
+}
+
+TEST(CollectorConfigTest, GeneratedNamesStepAroundGivenOnes) {
+  Config sut;
+  const auto r = apply_toml(
+      "udp = \"127.0.0.1:1\"\n[[exporter]]\ntype = \"udp\"\nname = \"udp\"\n"
+      "destination = \"127.0.0.1:2\"\n",
+      "inline", sut);
+  ASSERT_TRUE(r) << r.error().message;
+  const auto outputs = by_name(sut);
+  ASSERT_EQ(outputs.size(), 2U);
+  EXPECT_EQ(outputs.at("udp")->values.text("destination"), "127.0.0.1:2");
+  EXPECT_EQ(outputs.at("udp-2")->values.text("destination"), "127.0.0.1:1");
+}
+
+TEST(CollectorConfigTest, HelpListsEveryOutputsKeys) {
+  Args a({"--help"});
+  std::string help;
+  (void)load_config(a.argc(), a.argv(), help);
+  for (const char* flag : {"--udp", "--udp-max-datagram-bytes", "--udp-queue",
+                           "--dogstatsd-max-bytes", "--tally", "--tally-flush-interval"}) {
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  }
 }
 
 }  // namespace

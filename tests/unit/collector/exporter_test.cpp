@@ -9,6 +9,8 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/support/support.h"
 
@@ -66,7 +68,7 @@ class ThrowOnceExporter final : public Exporter {
   const std::string& name() const override { return name_; }
   SendResult send(const Batch& batch) override {
     if (calls_.fetch_add(1) == 0) throw std::runtime_error("destination exploded");
-    return SendResult{.events_sent = batch.size(), .datagrams = 1};
+    return SendResult{.events_sent = batch.size(), .requests = 1};
   }
 
  private:
@@ -133,7 +135,7 @@ TEST(ExporterRunnerTest, ExporterThatThrowsIsCountedAndKeepsRunning) {
       [&] {
         // events_sent and datagrams are counted one after the other: wait for both.
         return c.exceptions.load() == 1 && c.events_sent.load() == kEventsPerBatch &&
-               c.datagrams.load() == 1;
+               c.requests.load() == 1;
       },
       kWait, [&] { return describe(sut); }));
   EXPECT_EQ(c.events_dropped_exception.load(), kEventsPerBatch);
@@ -181,6 +183,156 @@ TEST(ExporterRunnerTest, StopWithHungExporterReturnsFalseAtTheDeadline) {
   hung->release();
   EXPECT_TRUE(
       wait_until([&] { return sut.stop(milliseconds(0)); }, kWait, [&] { return describe(sut); }));
+}
+
+// Buffers what it is sent and counts its flushes; flushes on a short deadline of its own.
+class BufferingExporter final : public Exporter {
+ public:
+  static constexpr milliseconds kFlushInterval{20};
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override {
+    buffered_ += batch.size();
+    return SendResult{.events_merged = batch.size()};
+  }
+  SendResult flush() override {
+    flushed_.fetch_add(buffered_);
+    buffered_ = 0;
+    flushes_.fetch_add(1);
+    return SendResult{.requests = 1};
+  }
+  milliseconds flush_interval() const override { return kFlushInterval; }
+  int flushes() const { return flushes_.load(); }
+  std::uint64_t flushed() const { return flushed_.load(); }
+
+ private:
+  std::string name_ = "buffering";
+  std::uint64_t buffered_ = 0;  // the runner's thread only
+  std::atomic<int> flushes_{0};
+  std::atomic<std::uint64_t> flushed_{0};
+};
+
+// Records every completion the runners report.
+class RecordingSink final : public CompletionSink {
+ public:
+  struct Entry {
+    std::string exporter;
+    std::uint64_t batch_id;
+    BatchOutcome outcome;
+  };
+  void batch_done(const std::string& exporter, const Batch& batch,
+                  const BatchOutcome& outcome) noexcept override {
+    std::lock_guard lock(mutex_);
+    entries_.push_back(Entry{exporter, batch.id, outcome});
+  }
+  std::vector<Entry> entries() const {
+    std::lock_guard lock(mutex_);
+    return entries_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<Entry> entries_;
+};
+
+BatchPtr make_batch_with_id(std::uint64_t id) {
+  auto batch = std::const_pointer_cast<Batch>(make_batch());
+  batch->id = id;
+  return batch;
+}
+
+// Issue #13: the runner flushed only after 100 ms with an empty queue, so a buffering output under
+// steady load never flushed.
+TEST(ExporterRunnerTest, BufferingExporterFlushesOnItsDeadlineUnderSteadyLoad) {
+  constexpr int kFlushesWanted = 3;
+  constexpr milliseconds kGap{1};  // between two offers: the queue is never idle for long
+  auto exporter = std::make_unique<BufferingExporter>();
+  BufferingExporter* buffering = exporter.get();
+  ExporterRunner sut(std::move(exporter), 1024);
+
+  std::uint64_t offered = 0;
+  const auto deadline = std::chrono::steady_clock::now() + kWait;
+  while (buffering->flushes() < kFlushesWanted && std::chrono::steady_clock::now() < deadline) {
+    sut.offer(make_batch());
+    ++offered;
+    std::this_thread::sleep_for(kGap);
+  }
+
+  EXPECT_GE(buffering->flushes(), kFlushesWanted) << describe(sut);
+  EXPECT_GT(buffering->flushed(), 0U);
+  EXPECT_TRUE(sut.stop(kWait));
+  EXPECT_EQ(buffering->flushed(), offered * kEventsPerBatch) << "the last flush at stop";
+  EXPECT_EQ(sut.counters().events_merged.load(), offered * kEventsPerBatch);
+  EXPECT_EQ(sut.counters().events_sent.load(), 0U) << "a flush counts no events again";
+  EXPECT_GE(sut.counters().flushes.load(), static_cast<std::uint64_t>(kFlushesWanted) + 1);
+}
+
+TEST(ExporterRunnerTest, CompletionIsReportedOnceForEveryBatchWhateverItsFate) {
+  constexpr std::size_t kCapacity = 1;
+  RecordingSink sink;
+  auto exporter = std::make_unique<SlowExporter>();
+  SlowExporter* slow = exporter.get();
+  ExporterRunner sut(std::move(exporter), kCapacity, nullptr, &sink);
+  sut.offer(make_batch_with_id(1));
+  ASSERT_TRUE(
+      wait_until([&] { return slow->entered() == 1; }, kWait, [&] { return describe(sut); }));
+  sut.offer(make_batch_with_id(2));  // queued
+  sut.offer(make_batch_with_id(3));  // the queue is full: dropped, complete at once
+
+  ASSERT_EQ(sink.entries().size(), 1U);
+  EXPECT_EQ(sink.entries()[0].batch_id, 3U);
+  EXPECT_EQ(sink.entries()[0].outcome.runner_drop, DropCause::kQueueFull);
+  EXPECT_EQ(sink.entries()[0].outcome.dropped, kEventsPerBatch);
+  slow->release();
+  ASSERT_TRUE(wait_until([&] { return sink.entries().size() == 3; }, kWait,
+                         [&] { return describe(sut); }));
+  const auto entries = sink.entries();
+  EXPECT_EQ(entries[1].batch_id, 1U);
+  EXPECT_EQ(entries[1].outcome.sent, kEventsPerBatch);
+  EXPECT_EQ(entries[1].outcome.runner_drop, DropCause::kNone);
+  EXPECT_EQ(entries[2].batch_id, 2U);
+  EXPECT_EQ(entries[2].exporter, "slow");
+  EXPECT_TRUE(sut.stop(kWait));
+  EXPECT_EQ(sink.entries().size(), 3U) << "stop reports nothing twice";
+}
+
+TEST(ExporterRunnerTest, BatchThatThrowsCompletesAsDroppedByException) {
+  RecordingSink sink;
+  ExporterRunner sut(std::make_unique<ThrowOnceExporter>(), 8, nullptr, &sink);
+
+  sut.offer(make_batch_with_id(7));
+  sut.offer(make_batch_with_id(8));
+
+  ASSERT_TRUE(wait_until([&] { return sink.entries().size() == 2; }, kWait,
+                         [&] { return describe(sut); }));
+  const auto entries = sink.entries();
+  EXPECT_EQ(entries[0].batch_id, 7U);
+  EXPECT_EQ(entries[0].outcome.runner_drop, DropCause::kException);
+  EXPECT_EQ(entries[0].outcome.dropped, kEventsPerBatch);
+  EXPECT_EQ(entries[1].outcome.sent, kEventsPerBatch);
+  EXPECT_TRUE(sut.stop(kWait));
+}
+
+TEST(ExporterRunnerTest, BatchesLeftInAHungRunnersQueueCompleteAsShutdownDrops) {
+  constexpr milliseconds kDeadline{50};
+  RecordingSink sink;
+  auto exporter = std::make_unique<SlowExporter>();
+  SlowExporter* hung = exporter.get();
+  ExporterRunner sut(std::move(exporter), 8, nullptr, &sink);
+  sut.offer(make_batch_with_id(1));
+  ASSERT_TRUE(
+      wait_until([&] { return hung->entered() == 1; }, kWait, [&] { return describe(sut); }));
+  sut.offer(make_batch_with_id(2));
+
+  EXPECT_FALSE(sut.stop(kDeadline));
+
+  const auto entries = sink.entries();
+  ASSERT_EQ(entries.size(), 1U);
+  EXPECT_EQ(entries[0].batch_id, 2U);
+  EXPECT_EQ(entries[0].outcome.runner_drop, DropCause::kShutdown);
+  hung->release();
+  EXPECT_TRUE(
+      wait_until([&] { return sut.stop(milliseconds(0)); }, kWait, [&] { return describe(sut); }));
+  EXPECT_EQ(sink.entries().size(), 2U) << "the batch in send completes once it returns";
 }
 
 }  // namespace

@@ -21,55 +21,6 @@ using testing::wait_until;
 
 constexpr milliseconds kWait{10'000};
 
-void expect_invalid(std::string_view text, std::string_view message_part) {
-  auto sut = parse_endpoint(text);
-  ASSERT_FALSE(sut) << text;
-  EXPECT_EQ(sut.error().code, shm::Errc::kInvalidOptions);
-  EXPECT_NE(sut.error().message.find(message_part), std::string::npos) << sut.error().message;
-}
-
-TEST(ExporterEndpointTest, ParsesHostAndPort) {
-  auto sut = parse_endpoint("localhost:8125");
-
-  ASSERT_TRUE(sut) << sut.error().message;
-  EXPECT_EQ(sut.value().type, Endpoint::Type::kUdp);
-  EXPECT_EQ(sut.value().host, "localhost");
-  EXPECT_EQ(sut.value().port, 8125);
-  EXPECT_EQ(sut.value().text(), "localhost:8125");
-}
-
-TEST(ExporterEndpointTest, ParsesBracketedIpv6) {
-  auto sut = parse_endpoint("[::1]:9000");
-
-  ASSERT_TRUE(sut) << sut.error().message;
-  EXPECT_EQ(sut.value().host, "::1");
-  EXPECT_EQ(sut.value().port, 9000);
-  EXPECT_EQ(sut.value().text(), "[::1]:9000");
-}
-
-TEST(ExporterEndpointTest, ParsesUnixPath) {
-  auto sut = parse_endpoint("unix:///var/run/datadog/dsd.socket");
-
-  ASSERT_TRUE(sut) << sut.error().message;
-  EXPECT_EQ(sut.value().type, Endpoint::Type::kUnix);
-  EXPECT_EQ(sut.value().path, "/var/run/datadog/dsd.socket");
-}
-
-TEST(ExporterEndpointTest, RejectsMalformedDestinations) {
-  expect_invalid("", "empty");
-  expect_invalid("localhost", "missing ':PORT'");
-  expect_invalid("localhost:", "port \"\"");
-  expect_invalid("localhost:0", "port \"0\"");
-  expect_invalid("localhost:65536", "port \"65536\"");
-  expect_invalid("localhost:81x", "port \"81x\"");
-  expect_invalid(":8125", "host is empty");
-  expect_invalid("::1:8125", "needs brackets");
-  expect_invalid("[::1:8125", "missing ']'");
-  expect_invalid("[::1]8125", "expected ':PORT'");
-  expect_invalid("unix://relative/path", "must be absolute");
-  expect_invalid("unix:///" + std::string(200, 'p'), "the limit is 107");
-}
-
 TEST(ExporterSocketTest, SendManyDeliversEveryDatagramInOrder) {
   constexpr std::size_t kCount = 150;  // more than one sendmmsg call
   UdpReceiver receiver;

@@ -19,6 +19,7 @@
 namespace shmstats::collector {
 
 struct UdpExporterOptions {
+  std::string name = "udp";  // the instance name (exporter= label)
   std::string destination;  // "HOST:PORT", "[IPV6]:PORT" or "unix:///path"
   std::uint64_t sender_id = 0;
   std::uint64_t sender_epoch = 0;  // changes on every collector start
@@ -40,26 +41,19 @@ class UdpExporter final : public Exporter {
   // send_errors; an asynchronous error (ICMP) is a send error but cannot be tied to a datagram,
   // so its events stay counted as sent. Items too large for any datagram are dropped.
   SendResult send(const Batch& batch) override;
-  std::string breaker_state() const override {
-    return CircuitBreaker::to_string(out_.breaker().state());
-  }
-  Probes breaker_probes() const override {
-    Probes p;
-    p.failed = out_.probes_failed();  // first: a probe is counted sent before it is failed
-    p.sent = out_.probes();
-    return p;
-  }
+  BreakerStatus breaker() const override { return out_.status(); }
 
-  const CircuitBreaker& breaker() const noexcept { return out_.breaker(); }
+  const CircuitBreaker& circuit() const noexcept { return out_.breaker(); }
   const Endpoint& endpoint() const noexcept { return out_.socket().endpoint(); }
   std::size_t max_datagram_bytes() const noexcept { return encoder_.max_bytes(); }
 
  private:
   UdpExporter(proto::Encoder encoder, DatagramSocket socket, const UdpExporterOptions& options)
-      : encoder_(std::move(encoder)),
+      : name_(options.name),
+        encoder_(std::move(encoder)),
         out_(name_, std::move(socket), options.breaker_failures, options.breaker_open) {}
 
-  std::string name_ = "udp";
+  std::string name_;
   proto::Encoder encoder_;
   BreakerSocket out_;
   std::vector<std::string> datagrams_;  // reused between sends

@@ -1,4 +1,4 @@
-#include "collector/exporters/udp.h"
+#include "collector/exporters/udp/udp.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -44,7 +44,7 @@ shm::Result<std::unique_ptr<UdpExporter>> UdpExporter::create(const UdpExporterO
   auto encoder =
       proto::Encoder::create(options.sender_id, options.sender_epoch, max_bytes, options.host);
   if (!encoder) {
-    return shm::Error{encoder.error().code, "exporter udp: " + encoder.error().message};
+    return shm::Error{encoder.error().code, "exporter " + options.name + ": " + encoder.error().message};
   }
   // Not make_unique: the constructor is private.
   return std::unique_ptr<UdpExporter>(
@@ -78,7 +78,7 @@ SendResult UdpExporter::send(const Batch& batch) {
   const std::uint64_t encoded_events = encoded.points + encoded.aggregates;
   result.events_sent = encoded_events - refused_events;
   result.events_dropped += refused_events;
-  result.datagrams = attempt.sent.sent;
+  result.requests = attempt.sent.sent;
   result.bytes = attempt.sent.bytes;
   result.send_errors = attempt.sent.failed + (attempt.pending_error != 0 ? 1 : 0);
   return result;

@@ -33,8 +33,8 @@
 // (for gauges only the last value matters; sets are excluded by the protocol). Off by default:
 // Etsy StatsD 0.9 reads such a line as bad.
 //
-// Concurrency: an Exporter; its runner's thread calls send. drops(), breaker() and
-// breaker_state() may be read from any thread.
+// Concurrency: an Exporter; its runner's thread calls send. drops(), circuit(), breaker() and
+// describe_metrics() may be read from any thread.
 #pragma once
 
 #include <atomic>
@@ -60,6 +60,7 @@ inline constexpr std::size_t kDogStatsdMinPayloadBytes = 256;
 inline constexpr std::size_t kDogStatsdMaxDatagramBytes = 65000;
 
 struct DogStatsdOptions {
+  std::string name = "dogstatsd";  // the instance name (exporter= label)
   std::string destination = "127.0.0.1:8125";  // "HOST:PORT", "[IPV6]:PORT" or "unix:///path"
   std::size_t max_payload_bytes = kDogStatsdDefaultPayloadBytes;  // 256..65000
   bool add_service_tag = true;
@@ -146,27 +147,22 @@ class DogStatsdExporter final : public Exporter {
   // kernel refused are dropped and counted in send_errors; an asynchronous error (ICMP) is a send
   // error but cannot be tied to a datagram, so its events stay counted as sent.
   SendResult send(const Batch& batch) override;
-  std::string breaker_state() const override {
-    return CircuitBreaker::to_string(out_.breaker().state());
-  }
-  Probes breaker_probes() const override {
-    Probes p;
-    p.failed = out_.probes_failed();  // first: a probe is counted sent before it is failed
-    p.sent = out_.probes();
-    return p;
-  }
+  BreakerStatus breaker() const override { return out_.status(); }
+  // shmstats_exporter_dogstatsd_dropped_events_total{reason=...}: the drops() below.
+  void describe_metrics(std::vector<ExporterSample>& out) const override;
 
-  const CircuitBreaker& breaker() const noexcept { return out_.breaker(); }
+  const CircuitBreaker& circuit() const noexcept { return out_.breaker(); }
   const DogStatsdDrops& drops() const noexcept { return drops_; }
   const DogStatsdOptions& options() const noexcept { return options_; }
 
  private:
   DogStatsdExporter(DogStatsdOptions options, DatagramSocket socket)
-      : options_(std::move(options)),
+      : name_(options.name),
+        options_(std::move(options)),
         formatter_(options_.max_payload_bytes, options_.add_service_tag, options_.multi_value),
         out_(name_, std::move(socket), options_.breaker_failures, options_.breaker_open) {}
 
-  std::string name_ = "dogstatsd";
+  std::string name_;
   DogStatsdOptions options_;
   DogStatsdFormatter formatter_;
   BreakerSocket out_;

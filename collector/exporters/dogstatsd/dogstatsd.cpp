@@ -1,4 +1,4 @@
-#include "collector/exporters/dogstatsd.h"
+#include "collector/exporters/dogstatsd/dogstatsd.h"
 
 #include <fmt/format.h>
 
@@ -388,10 +388,25 @@ SendResult DogStatsdExporter::send(const Batch& batch) {
       result.events_dropped += events_[i];
     }
   }
-  result.datagrams = attempt.sent.sent;
+  result.requests = attempt.sent.sent;
   result.bytes = attempt.sent.bytes;
   result.send_errors = attempt.sent.failed + (attempt.pending_error != 0 ? 1 : 0);
   return result;
+}
+
+void DogStatsdExporter::describe_metrics(std::vector<ExporterSample>& out) const {
+  const std::pair<const char*, const std::atomic<std::uint64_t>*> reasons[] = {
+      {"non_finite", &drops_.non_finite},       {"invalid_rate", &drops_.invalid_rate},
+      {"unsupported_kind", &drops_.unsupported_kind}, {"too_large", &drops_.too_large},
+      {"breaker_open", &drops_.breaker_open},
+  };
+  for (const auto& [reason, counter] : reasons) {
+    out.push_back(ExporterSample{
+        "shmstats_exporter_dogstatsd_dropped_events_total", "counter",
+        "Events the DogStatsD output dropped before sending, by reason.",
+        {{"reason", reason}},
+        static_cast<double>(counter->load(std::memory_order_relaxed))});
+  }
 }
 
 }  // namespace shmstats::collector

@@ -1,4 +1,4 @@
-#include "collector/exporters/udp.h"
+#include "collector/exporters/udp/udp.h"
 
 #include <gtest/gtest.h>
 
@@ -61,7 +61,7 @@ BatchBuilder one_point_batch() {
 // Sends batches to a closed port until the breaker opens; returns how many batches failed.
 std::uint32_t drive_open(UdpExporter& sut, const Batch& batch, std::uint32_t threshold) {
   std::uint32_t failed = 0;
-  for (std::uint32_t i = 0; i < 2 * threshold + 2 && sut.breaker_state() != "open"; ++i) {
+  for (std::uint32_t i = 0; i < 2 * threshold + 2 && std::string(to_string(sut.breaker().state)) != "open"; ++i) {
     const SendResult r = sut.send(batch);
     if (r.send_errors > 0) ++failed;
   }
@@ -90,9 +90,9 @@ TEST(UdpExporterTest, DatagramsDecodeAndCarryEveryEvent) {
   EXPECT_EQ(r.events_sent, batch.size());
   EXPECT_EQ(r.events_dropped, 0U);
   EXPECT_EQ(r.send_errors, 0U);
-  ASSERT_GT(r.datagrams, 1U);
-  const auto got = receiver.receive(r.datagrams, kWait);
-  ASSERT_EQ(got.size(), r.datagrams);
+  ASSERT_GT(r.requests, 1U);
+  const auto got = receiver.receive(r.requests, kWait);
+  ASSERT_EQ(got.size(), r.requests);
   std::uint64_t bytes = 0;
   std::map<std::string, std::vector<model::Point>> events_by_series;
   std::vector<model::Aggregate> aggregates;
@@ -152,7 +152,7 @@ TEST(UdpExporterTest, RefusedDatagramsCountAsDroppedWithSendErrors) {
   EXPECT_EQ(r.events_sent, 0U);
   EXPECT_EQ(r.events_dropped, b.batch().size());
   EXPECT_EQ(r.send_errors, 1U);
-  EXPECT_EQ(r.datagrams, 0U);
+  EXPECT_EQ(r.requests, 0U);
 }
 
 TEST(UdpExporterTest, BreakerOpensAfterThresholdFailuresAgainstClosedPort) {
@@ -165,8 +165,8 @@ TEST(UdpExporterTest, BreakerOpensAfterThresholdFailuresAgainstClosedPort) {
   const std::uint32_t failed = drive_open(*sut, b.batch(), kThreshold);
 
   EXPECT_EQ(failed, kThreshold);
-  EXPECT_EQ(sut->breaker_state(), "open");
-  EXPECT_EQ(sut->breaker().opened_count(), 1U);
+  EXPECT_EQ(std::string(to_string(sut->breaker().state)), "open");
+  EXPECT_EQ(sut->circuit().opened_count(), 1U);
 }
 
 TEST(UdpExporterTest, DropsAndCountsBatchesWhileOpen) {
@@ -183,9 +183,9 @@ TEST(UdpExporterTest, DropsAndCountsBatchesWhileOpen) {
 
   EXPECT_EQ(r.events_dropped, b.batch().size());
   EXPECT_EQ(r.events_sent, 0U);
-  EXPECT_EQ(r.datagrams, 0U);
+  EXPECT_EQ(r.requests, 0U);
   EXPECT_EQ(r.send_errors, 0U);
-  EXPECT_EQ(sut->breaker_state(), "open");
+  EXPECT_EQ(std::string(to_string(sut->breaker().state)), "open");
 }
 
 TEST(UdpExporterTest, HalfOpenProbeClosesOnceListenerExists) {
@@ -202,9 +202,9 @@ TEST(UdpExporterTest, HalfOpenProbeClosesOnceListenerExists) {
   ASSERT_TRUE(wait_until(
       [&] {
         sent += sut->send(b.batch()).events_sent;
-        return sut->breaker_state() == "closed";
+        return std::string(to_string(sut->breaker().state)) == "closed";
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
 
   EXPECT_EQ(sent, b.batch().size());
   // The empty probe datagram first, then the batch it let through.
@@ -215,7 +215,7 @@ TEST(UdpExporterTest, HalfOpenProbeClosesOnceListenerExists) {
   ASSERT_TRUE(decode(got[1], d));
   ASSERT_EQ(d.points.size(), 1U);
   EXPECT_EQ(d.points[0].series->name, "udp.small");
-  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed + 1);
+  EXPECT_EQ(sut->breaker().probes_sent, sut->breaker().probes_failed + 1);
 }
 
 // Probing a port that is still closed costs no batch datagram: without the empty probe, the
@@ -241,17 +241,17 @@ TEST(UdpExporterTest, ProbesOfAClosedPortSendNoBatchAndCountEveryEventDropped) {
         offered += b.batch().size();
         sent += r.events_sent;
         dropped += r.events_dropped;
-        datagrams += r.datagrams;
-        return sut->breaker_probes().failed >= kProbes;
+        datagrams += r.requests;
+        return sut->breaker().probes_failed >= kProbes;
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
 
   EXPECT_EQ(sent, 0U);
   EXPECT_EQ(datagrams, 0U);
   EXPECT_EQ(dropped, offered);
-  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed);
-  EXPECT_EQ(sut->breaker().opened_count(), 1 + sut->breaker_probes().failed);
-  EXPECT_EQ(sut->breaker_state(), "open");
+  EXPECT_EQ(sut->breaker().probes_sent, sut->breaker().probes_failed);
+  EXPECT_EQ(sut->circuit().opened_count(), 1 + sut->breaker().probes_failed);
+  EXPECT_EQ(std::string(to_string(sut->breaker().state)), "open");
 }
 
 TEST(UdpExporterTest, FailedProbeReopensTheBreaker) {
@@ -265,11 +265,11 @@ TEST(UdpExporterTest, FailedProbeReopensTheBreaker) {
   ASSERT_TRUE(wait_until(
       [&] {
         (void)sut->send(b.batch());
-        return sut->breaker().opened_count() == 2;
+        return sut->circuit().opened_count() == 2;
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
 
-  EXPECT_EQ(sut->breaker_state(), "open");
+  EXPECT_EQ(std::string(to_string(sut->breaker().state)), "open");
 }
 
 }  // namespace

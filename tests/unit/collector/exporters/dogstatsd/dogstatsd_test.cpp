@@ -1,4 +1,4 @@
-#include "collector/exporters/dogstatsd.h"
+#include "collector/exporters/dogstatsd/dogstatsd.h"
 
 #include <gtest/gtest.h>
 
@@ -303,10 +303,10 @@ TEST(DogStatsdExporterTest, PacksSeveralLinesPerDatagramWithinMaxPayload) {
 
   EXPECT_EQ(r.events_sent, kPoints);
   EXPECT_EQ(r.events_dropped, 0U);
-  ASSERT_GT(r.datagrams, 1U);
-  EXPECT_LT(r.datagrams, kPoints);
-  const auto got = receiver.receive(r.datagrams, kWait);
-  ASSERT_EQ(got.size(), r.datagrams);
+  ASSERT_GT(r.requests, 1U);
+  EXPECT_LT(r.requests, kPoints);
+  const auto got = receiver.receive(r.requests, kWait);
+  ASSERT_EQ(got.size(), r.requests);
   std::vector<std::string> lines;
   std::uint64_t bytes = 0;
   for (const auto& d : got) {
@@ -367,7 +367,7 @@ TEST(DogStatsdExporterTest, DeliversOverUnixDatagramSocket) {
   const SendResult r = sut->send(b.batch());
 
   EXPECT_EQ(r.events_sent, 2U);
-  EXPECT_EQ(r.datagrams, 1U);
+  EXPECT_EQ(r.requests, 1U);
   EXPECT_EQ(receiver.receive(1, kWait),
             std::vector<std::string>{"uds.count:5|c|#env:test,service:svc\nuds.latency:1.25|ms"});
 }
@@ -384,17 +384,17 @@ TEST(DogStatsdExporterTest, OpensBreakerAgainstClosedPortAndDropsWhileOpen) {
   const auto* s = b.series("down", shm::Kind::kCounter);
   b.point(s, 1).point(s, 2);
   std::uint32_t failed = 0;
-  for (std::uint32_t i = 0; i < 2 * kThreshold + 2 && sut->breaker_state() != "open"; ++i) {
+  for (std::uint32_t i = 0; i < 2 * kThreshold + 2 && std::string(to_string(sut->breaker().state)) != "open"; ++i) {
     if (sut->send(b.batch()).send_errors > 0) ++failed;
   }
   ASSERT_EQ(failed, kThreshold);
-  ASSERT_EQ(sut->breaker_state(), "open");
+  ASSERT_EQ(std::string(to_string(sut->breaker().state)), "open");
 
   const SendResult r = sut->send(b.batch());
 
   EXPECT_EQ(r.events_dropped, b.batch().size());
   EXPECT_EQ(r.events_sent, 0U);
-  EXPECT_EQ(r.datagrams, 0U);
+  EXPECT_EQ(r.requests, 0U);
   EXPECT_EQ(sut->drops().breaker_open.load(), b.batch().size());
 }
 
@@ -412,17 +412,17 @@ TEST(DogStatsdExporterTest, HalfOpenProbeClosesOnceListenerExists) {
   ASSERT_TRUE(wait_until(
       [&] {
         (void)sut->send(b.batch());
-        return sut->breaker_state() == "open";
+        return std::string(to_string(sut->breaker().state)) == "open";
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
   UdpReceiver receiver(port);
 
   ASSERT_TRUE(wait_until(
       [&] {
         (void)sut->send(b.batch());
-        return sut->breaker_state() == "closed";
+        return std::string(to_string(sut->breaker().state)) == "closed";
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
 
   // The empty probe datagram (StatsD servers skip empty lines), then the batch.
   EXPECT_EQ(receiver.receive(2, kWait), (std::vector<std::string>{"", "probe:1|c"}));
@@ -442,9 +442,9 @@ TEST(DogStatsdExporterTest, ProbesOfAClosedPortSendNoBatchAndCountEveryEventDrop
   ASSERT_TRUE(wait_until(
       [&] {
         (void)sut->send(b.batch());
-        return sut->breaker_state() == "open";
+        return std::string(to_string(sut->breaker().state)) == "open";
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
   std::uint64_t offered = 0;
   std::uint64_t sent = 0;
   std::uint64_t dropped = 0;
@@ -455,14 +455,14 @@ TEST(DogStatsdExporterTest, ProbesOfAClosedPortSendNoBatchAndCountEveryEventDrop
         offered += b.batch().size();
         sent += r.events_sent;
         dropped += r.events_dropped;
-        return sut->breaker_probes().failed >= kProbes;
+        return sut->breaker().probes_failed >= kProbes;
       },
-      kWait, [&] { return "breaker " + sut->breaker_state(); }));
+      kWait, [&] { return "breaker " + std::string(to_string(sut->breaker().state)); }));
 
   EXPECT_EQ(sent, 0U);
   EXPECT_EQ(dropped, offered);
-  EXPECT_EQ(sut->breaker_probes().sent, sut->breaker_probes().failed);
-  EXPECT_EQ(sut->breaker_state(), "open");
+  EXPECT_EQ(sut->breaker().probes_sent, sut->breaker().probes_failed);
+  EXPECT_EQ(std::string(to_string(sut->breaker().state)), "open");
 }
 
 TEST(DogStatsdExporterTest, CreateRejectsPayloadOutOfRange) {
