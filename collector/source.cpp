@@ -1,103 +1,19 @@
 #include "collector/source.h"
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
-#include <cstring>
 #include <limits>
-#include <optional>
 #include <utility>
 
 namespace shmstats::collector {
 
 namespace {
 constexpr std::size_t kScratchEvents = 4096;
-// The kernel's fault-around window (fault_around_bytes, 64 KiB by default): a read fault maps
-// the cached pages of the aligned window around the faulting page. See release_drained.
-constexpr std::uintptr_t kFaultAroundBytes = 64 * 1024;
-
-// The immutable header fields by name, for a quarantine reason that says which one changed.
-struct HeaderField {
-  const char* name;
-  std::size_t offset;
-  std::size_t size;
-};
-#define SHMSTATS_HEADER_FIELD(f) \
-  HeaderField { #f, offsetof(shm::SegmentHeader, f), sizeof(shm::SegmentHeader::f) }
-const HeaderField kHeaderFields[] = {
-    SHMSTATS_HEADER_FIELD(magic),
-    SHMSTATS_HEADER_FIELD(layout_version),
-    SHMSTATS_HEADER_FIELD(header_size),
-    SHMSTATS_HEADER_FIELD(total_size),
-    SHMSTATS_HEADER_FIELD(series_offset),
-    SHMSTATS_HEADER_FIELD(series_capacity),
-    SHMSTATS_HEADER_FIELD(series_entry_size),
-    SHMSTATS_HEADER_FIELD(strings_offset),
-    SHMSTATS_HEADER_FIELD(strings_size),
-    SHMSTATS_HEADER_FIELD(ring_count),
-    SHMSTATS_HEADER_FIELD(rings_offset),
-    SHMSTATS_HEADER_FIELD(ring_capacity),
-    SHMSTATS_HEADER_FIELD(ring_header_size),
-    SHMSTATS_HEADER_FIELD(ring_stride),
-    SHMSTATS_HEADER_FIELD(slots_offset),
-    SHMSTATS_HEADER_FIELD(owner_pid),
-    SHMSTATS_HEADER_FIELD(owner_uid),
-    SHMSTATS_HEADER_FIELD(owner_start_time),
-    SHMSTATS_HEADER_FIELD(created_realtime_ns),
-    SHMSTATS_HEADER_FIELD(created_monotonic_ns),
-    SHMSTATS_HEADER_FIELD(created_ticks),
-    SHMSTATS_HEADER_FIELD(clock_source),
-    SHMSTATS_HEADER_FIELD(service_name_len),
-    SHMSTATS_HEADER_FIELD(service_name),
-    SHMSTATS_HEADER_FIELD(default_overflow),
-    SHMSTATS_HEADER_FIELD(reserved0),
-    SHMSTATS_HEADER_FIELD(sample_keep_one_in),
-};
-#undef SHMSTATS_HEADER_FIELD
-
-// A field of at most 8 bytes as a number (little-endian), for the reason text.
-std::uint64_t field_value(const unsigned char* bytes, std::size_t size) {
-  std::uint64_t v = 0;
-  std::memcpy(&v, bytes, std::min(size, sizeof(v)));
-  return v;
-}
-
-// The bytes of the immutable header part, copied out of shared memory that another process may
-// be writing (the copy may then mix old and new bytes; any difference is a change either way).
-void copy_identity(const shm::SegmentHeader& h, unsigned char* out, std::size_t size) {
-  std::memcpy(out, static_cast<const void*>(&h), size);
-}
 }  // namespace
-
-const char* to_string(QuarantineReason reason) noexcept {
-  switch (reason) {
-    case QuarantineReason::kForeignOwner:
-      return "foreign_owner";
-    case QuarantineReason::kUnsafeMode:
-      return "unsafe_mode";
-    case QuarantineReason::kInvalid:
-      return "invalid";
-    case QuarantineReason::kNeverReady:
-      return "never_ready";
-    case QuarantineReason::kCorruptRing:
-      return "corrupt_ring";
-    case QuarantineReason::kHeaderChanged:
-      return "header_changed";
-    case QuarantineReason::kCorruptState:
-      return "corrupt_state";
-    case QuarantineReason::kTruncated:
-      return "truncated";
-    case QuarantineReason::kCount:
-      break;
-  }
-  return "unknown";
-}
 
 ClockMap ClockMap::calibrate() {
   ClockMap m;
@@ -124,95 +40,21 @@ std::int64_t ClockMap::now_unix_ns() const noexcept {
   return static_cast<std::int64_t>(shm::clock_ns(CLOCK_REALTIME));
 }
 
-namespace {
-
-// The attach policy for a file with this owner and mode: nullopt if allowed, else why not.
-std::optional<std::pair<QuarantineReason, std::string>> policy_refusal(const std::string& name,
-                                                                       const AttachPolicy& policy,
-                                                                       std::uint32_t uid,
-                                                                       std::uint32_t mode) {
-  if (!S_ISREG(mode)) {
-    return std::pair{QuarantineReason::kUnsafeMode,
-                     fmt::format("{} is not a regular file (a link or special file)", name)};
-  }
-  const bool uid_ok = policy.allowed_uids.empty()
-                          ? uid == ::getuid()
-                          : std::find(policy.allowed_uids.begin(), policy.allowed_uids.end(),
-                                      uid) != policy.allowed_uids.end();
-  if (!uid_ok) {
-    return std::pair{
-        QuarantineReason::kForeignOwner,
-        fmt::format("{} is owned by uid {}, which is not allowed (allowed: {})", name, uid,
-                    policy.allowed_uids.empty()
-                        ? fmt::format("{}, the collector's own", ::getuid())
-                        : fmt::format("{}", fmt::join(policy.allowed_uids, ",")))};
-  }
-  if ((mode & S_IWOTH) != 0 || ((mode & S_IWGRP) != 0 && !policy.allow_group_writable)) {
-    return std::pair{
-        QuarantineReason::kUnsafeMode,
-        fmt::format("{} has mode {:04o}: group- or world-writable segments are refused{}", name,
-                    mode & 07777,
-                    (mode & S_IWOTH) != 0 ? "" : " (--allow-group-writable accepts group)")};
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 shm::Result<std::unique_ptr<Source>> Source::open(const std::string& name,
                                                   const AttachPolicy& policy,
                                                   QuarantineReason* refusal) {
-  auto refuse = [&](QuarantineReason reason, shm::Error error) {
-    if (refusal != nullptr) *refusal = reason;
-    return error;
-  };
-  // Check the file before mapping it: only allowed owners, and no group/world write unless
-  // configured, so another user cannot feed this collector a crafted segment.
-  struct stat st {};
-  const std::string path = std::string(shm::kShmDirectory) + "/" + name;
-  if (::lstat(path.c_str(), &st) != 0) {
-    return refuse(QuarantineReason::kInvalid,
-                  shm::Error{shm::Errc::kNotFound, fmt::format("segment {} vanished", name)});
-  }
-  if (auto no = policy_refusal(name, policy, st.st_uid, st.st_mode)) {
-    return refuse(no->first, shm::Error{shm::Errc::kInvalidSegment, std::move(no->second)});
-  }
-  auto seg = shm::Segment::attach(name, shm::Segment::Access::kReadWrite);
-  if (!seg) {
-    return refuse(seg.error().code == shm::Errc::kNotReady ? QuarantineReason::kNeverReady
-                                                           : QuarantineReason::kInvalid,
-                  seg.error());
-  }
-  // Again for the file that was mapped: the name may have led elsewhere by the time it was opened.
-  const shm::FileIdentity& file = seg.value().file();
-  if (auto no = policy_refusal(name, policy, file.uid, file.mode)) {
-    return refuse(no->first, shm::Error{shm::Errc::kInvalidSegment, std::move(no->second)});
-  }
+  auto seg = attach_checked(name, policy, refusal);
+  if (!seg) return seg.error();
   return std::unique_ptr<Source>(new Source(std::move(seg).value()));
 }
 
-Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
+Source::Source(shm::Segment segment)
+    : segment_(std::move(segment)), integrity_(segment_), pages_(segment_) {
   service_ = segment_.service();
-  const shm::SegmentHeader& h = segment_.header();
-  copy_identity(h, identity_.data(), identity_.size());
-  // The fields used from here on come from the copy, so a later rewrite cannot steer them.
-  std::int32_t pid = 0;
-  std::uint32_t clock = 0;
-  std::memcpy(&pid, identity_.data() + offsetof(shm::SegmentHeader, owner_pid), sizeof(pid));
-  std::memcpy(&owner_start_time_, identity_.data() + offsetof(shm::SegmentHeader, owner_start_time),
-              sizeof(owner_start_time_));
-  std::memcpy(&clock, identity_.data() + offsetof(shm::SegmentHeader, clock_source), sizeof(clock));
-  owner_pid_ = pid;
-  clock_source_ = static_cast<shm::ClockSource>(clock);
-  last_series_count_ = h.series_count.load(std::memory_order_acquire);
   for (std::uint32_t r = 0; r < segment_.geometry().ring_count; ++r) {
     readers_.push_back(segment_.ring_reader(r));
   }
   ring_quarantined_.assign(readers_.size(), false);
-  released_.resize(readers_.size());
-  for (std::uint32_t r = 0; r < readers_.size(); ++r) {
-    released_[r] = window_start(r, segment_.ring_header(r).head.load(std::memory_order_relaxed));
-  }
 }
 
 // Called once per housekeeping interval (50 ms), not after each drain: a busy ring comes round
@@ -222,143 +64,32 @@ Source::Source(shm::Segment segment) : segment_(std::move(segment)) {
 // the pages before its head's window at most 50 ms after its head left them.
 std::uint64_t Source::release_drained_pages() {
   if (quarantine_ || truncated_now()) return 0;
+  std::uint64_t released_bytes = 0;
   for (std::uint32_t r = 0; r < readers_.size(); ++r) {
-    if (!ring_quarantined_[r]) release_drained(r);
+    if (!ring_quarantined_[r]) released_bytes += pages_.release(segment_, r);
   }
-  return std::exchange(released_bytes_, 0);
-}
-
-// The position where the 64 KiB fault-around window that holds ring position `head` starts (or
-// where the ring's slots start, if that is later): the release stops there.
-std::uint64_t Source::window_start(std::uint32_t ring, std::uint64_t head) const noexcept {
-  const std::uint64_t capacity = segment_.geometry().ring_capacity;
-  const auto slots = reinterpret_cast<std::uintptr_t>(segment_.ring_slots(ring));
-  const std::uintptr_t head_at = slots + (head & (capacity - 1)) * sizeof(shm::Event);
-  const std::uintptr_t window = std::max(head_at & ~(kFaultAroundBytes - 1), slots);
-  return head - (head_at - window) / sizeof(shm::Event);
-}
-
-// The slot pages the consumer has passed are unmapped from the collector (MADV_DONTNEED). The
-// mapping is shared, so this drops only the collector's page-table entries: the data stays in
-// the segment and the producer's mapping is untouched. Without it the collector's RSS grows by
-// every slot page an event ever passed through, up to ring_capacity * 32 B per ring used
-// (256 KiB per ring by default, 16 MiB for 64 single-threaded producers), and stays there.
-// A read fault maps the cached pages of the aligned 64 KiB window around the faulting page in
-// one go (fault-around), so a page released inside the window of the head would come back at
-// the next fault there, which on a ring's first lap is each new page the producer fills. The
-// release therefore stops where the head's window starts: a ring in use keeps that window
-// mapped, and what was drained since the last housekeeping pass. (Slots are page-aligned, not
-// window-aligned: a ring's first window may also cover the last pages of the ring before it,
-// or the ring headers, and a fault there maps them too, up to one window per ring.) After a
-// lap or more in one interval (a busy ring, drop-oldest, or a hostile head) every slot page is
-// behind and all are released; the head's window faults back in. `head` is untrusted, but only
-// its position within the ring is used, so every range stays inside this ring's slots.
-void Source::release_drained(std::uint32_t ring) {
-  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint64_t capacity = segment_.geometry().ring_capacity;
-  const std::uint64_t head = segment_.ring_header(ring).head.load(std::memory_order_relaxed);
-  std::uint64_t& from = released_[ring];
-  const auto slots = reinterpret_cast<std::uintptr_t>(segment_.ring_slots(ring));
-  const std::uintptr_t first = (slots + page - 1) & ~(page - 1);
-  const std::uintptr_t last = (slots + capacity * sizeof(shm::Event)) & ~(page - 1);
-  const auto at = [&](std::uint64_t position) {
-    return slots + (position & (capacity - 1)) * sizeof(shm::Event);
-  };
-  const auto release = [&](std::uintptr_t begin, std::uintptr_t end) {
-    begin = std::max(begin & ~(page - 1), first);
-    end = std::min(end & ~(page - 1), last);
-    if (begin >= end) return;
-    if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) == 0) {
-      released_bytes_ += end - begin;
-    }
-  };
-  const std::uint64_t stop = window_start(ring, head);
-  // `from` is always a window start at or before the head, so 0 <= stop - from < capacity here;
-  // 0: the head is still in the window the last release stopped at.
-  const std::uint64_t passed = stop - from;
-  if (head - from >= capacity) {
-    release(first, last);
-  } else if (passed == 0 || passed >= capacity) {
-    return;
-  } else if (at(from) < at(stop)) {
-    release(at(from), at(stop));
-  } else {  // wrapped: the end of the slots, then their start up to the stop
-    release(at(from), last);
-    release(first, at(stop));
-  }
-  from = stop;
+  return released_bytes;
 }
 
 void Source::set_quarantine(QuarantineReason reason, std::string message) {
   if (!quarantine_) quarantine_ = Quarantine{reason, std::move(message)};
 }
 
-// A page past the end of the file was touched (the fault handler put a zero page there).
+// True once quarantined, for a read past the end of the file now too (see truncation_fault).
 bool Source::truncated_now() {
   if (quarantine_) return true;
-  const std::uint64_t faults = segment_.truncation_faults();
-  if (faults == 0) return false;
-  set_quarantine(
-      QuarantineReason::kTruncated,
-      fmt::format("the file was truncated under the mapping: a read at offset {} of {} "
-                  "mapped bytes was past its end (SIGBUS; {} zero pages mapped)",
-                  segment_.first_truncation_fault_offset(), segment_.mapped_size(), faults));
+  auto fault = truncation_fault(segment_);
+  if (!fault) return false;
+  set_quarantine(fault->reason, std::move(fault->message));
   return true;
 }
 
 const Quarantine* Source::check() {
   if (quarantine_ || truncated_now()) return quarantine();
-  const std::int64_t size = segment_.current_file_size();
-  if (size >= 0 && static_cast<std::uint64_t>(size) < segment_.mapped_size()) {
-    set_quarantine(QuarantineReason::kTruncated,
-                   fmt::format("the file was truncated under the mapping: it is {} bytes, {} "
-                               "were mapped",
-                               size, segment_.mapped_size()));
-    return quarantine();
+  if (auto found = integrity_.check(segment_)) {
+    set_quarantine(found->reason, std::move(found->message));
   }
-  const shm::SegmentHeader& h = segment_.header();
-  std::array<unsigned char, sizeof(identity_)> now{};
-  copy_identity(h, now.data(), now.size());
-  if (now != identity_) {
-    std::string which = "reserved bytes";
-    for (const HeaderField& f : kHeaderFields) {
-      if (std::memcmp(now.data() + f.offset, identity_.data() + f.offset, f.size) == 0) continue;
-      which = f.size <= sizeof(std::uint64_t)
-                  ? fmt::format("{} (was {}, now {})", f.name,
-                                field_value(identity_.data() + f.offset, f.size),
-                                field_value(now.data() + f.offset, f.size))
-                  : std::string(f.name);
-      break;
-    }
-    set_quarantine(QuarantineReason::kHeaderChanged,
-                   fmt::format("the header changed since attach: {}", which));
-    return quarantine();
-  }
-  // acquire: pairs with the owner's release stores of state and series_count.
-  const std::uint32_t state = h.state.load(std::memory_order_acquire);
-  if (state < static_cast<std::uint32_t>(shm::SegmentState::kActive) ||
-      state > static_cast<std::uint32_t>(shm::SegmentState::kClosed)) {
-    set_quarantine(QuarantineReason::kCorruptState, fmt::format("unknown segment state {}", state));
-    return quarantine();
-  }
-  const std::uint32_t series = h.series_count.load(std::memory_order_acquire);
-  const std::uint32_t capacity = segment_.geometry().series_capacity;
-  if (series > capacity || series < last_series_count_) {
-    set_quarantine(QuarantineReason::kCorruptState,
-                   fmt::format("series count is {} (was {}; capacity {}): ids are dense and never "
-                               "reused",
-                               series, last_series_count_, capacity));
-    return quarantine();
-  }
-  last_series_count_ = series;
-  const std::uint32_t strings = h.strings_used.load(std::memory_order_relaxed);
-  if (strings > segment_.geometry().strings_size) {
-    set_quarantine(QuarantineReason::kCorruptState,
-                   fmt::format("string pool use is {} bytes of {}", strings,
-                               segment_.geometry().strings_size));
-    return quarantine();
-  }
-  return nullptr;
+  return quarantine();
 }
 
 const model::SeriesDef* Source::series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch) {
@@ -399,7 +130,7 @@ DrainResult Source::drain_ring(std::uint32_t ring, std::size_t budget, const Clo
   // the collector's private memory with 64 segments attached (load scenario "segments").
   thread_local std::vector<shm::Event> scratch(kScratchEvents);
   result.fill_before = reader.size_estimate();
-  const shm::ClockSource source = clock_source_;
+  const shm::ClockSource source = integrity_.clock_source();
   std::int64_t drained_at = 0;
   while (result.events < budget) {
     const std::size_t want = std::min(budget - result.events, scratch.size());
@@ -482,7 +213,8 @@ std::size_t Source::take_folds(std::int64_t now_unix_ns, std::uint64_t batch_id,
 
 bool Source::producer_finished() const noexcept {
   if (segment_.state() == shm::SegmentState::kClosed) return true;
-  return shm::owner_status(owner_pid_, owner_start_time_) == shm::OwnerStatus::kDead;
+  return shm::owner_status(integrity_.owner_pid(), integrity_.owner_start_time()) ==
+         shm::OwnerStatus::kDead;
 }
 
 std::uint64_t Source::waiting() const noexcept {
@@ -497,8 +229,9 @@ SourceStats Source::stats() const {
   SourceStats s;
   s.name = segment_.name();
   s.service = service_;
-  s.pid = owner_pid_;
-  s.owner_alive = shm::owner_status(owner_pid_, owner_start_time_) == shm::OwnerStatus::kAlive;
+  s.pid = integrity_.owner_pid();
+  s.owner_alive = shm::owner_status(integrity_.owner_pid(), integrity_.owner_start_time()) ==
+                  shm::OwnerStatus::kAlive;
   s.state = segment_.state();
   s.ring_capacity = segment_.geometry().ring_capacity;
   s.series = segment_.series_count();

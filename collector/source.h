@@ -1,5 +1,7 @@
 // One attached producer segment as the collector sees it: its rings, a cache of its series
 // definitions, its fold accumulators and its lifecycle (active, closed, owner dead, quarantined).
+// The checks that decide a quarantine are in source_check.h; the release of drained slot pages
+// in page_release.h.
 //
 // Concurrency: a Source belongs to the drain thread. stats() is a copy for telemetry, made by the
 // drain thread and handed over under the caller's lock.
@@ -7,7 +9,6 @@
 
 #include <sys/types.h>
 
-#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -16,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "collector/page_release.h"
+#include "collector/source_check.h"
 #include "model/metric.h"
 #include "shm/clock.h"
 #include "shm/segment.h"
@@ -31,34 +34,6 @@ struct ClockMap {
   static ClockMap calibrate();
   std::int64_t to_unix_ns(std::uint64_t ticks, shm::ClockSource source) const noexcept;
   std::int64_t now_unix_ns() const noexcept;
-};
-
-// Why a segment was quarantined: refused at attach, or detached because it turned corrupt. Each
-// reason has its own counter (shmstats_collector_segments_quarantined_by_reason_total).
-enum class QuarantineReason {
-  kForeignOwner,   // owned by a uid the policy does not allow
-  kUnsafeMode,     // group- or world-writable, or not a regular file
-  kInvalid,        // failed validation at attach (magic, layout version, geometry, size)
-  kNeverReady,     // still without a published header after the grace period
-  kCorruptRing,    // a ring's indices broke the ring invariant
-  kHeaderChanged,  // an immutable header field (identity, geometry) changed since attach
-  kCorruptState,   // state, series count or string pool use out of range, or going backwards
-  kTruncated,      // the file shrank under the mapping
-  kCount,
-};
-inline constexpr std::size_t kQuarantineReasonCount =
-    static_cast<std::size_t>(QuarantineReason::kCount);
-const char* to_string(QuarantineReason reason) noexcept;
-
-struct Quarantine {
-  QuarantineReason reason = QuarantineReason::kInvalid;
-  std::string message;  // names the field or ring, and the values seen
-};
-
-// Who may own a segment the collector attaches to.
-struct AttachPolicy {
-  std::vector<uid_t> allowed_uids;    // empty: only the collector's own uid
-  bool allow_group_writable = false;  // refuse 0660-style segments unless set
 };
 
 struct RingSnapshot {
@@ -126,7 +101,7 @@ class Source {
   // Events taken from the rings whose series, kind, rate or value did not check out.
   std::uint64_t invalid_events() const noexcept { return invalid_events_; }
   // Gives back the slot pages every ring's read position has left behind, up to the start of
-  // the 64 KiB window it is in (see release_drained in source.cpp). Returns the bytes given
+  // the 64 KiB window it is in (see SlotPageRelease in page_release.h). Returns the bytes given
   // back; the caller adds them to its counter. The housekeeping pass calls it.
   std::uint64_t release_drained_pages();
   // Where ring `ring`'s slots are in this collector's mapping (for tests of the release).
@@ -150,24 +125,15 @@ class Source {
   const model::SeriesDef* series_for(std::uint32_t id, std::uint64_t batch_id, Batch& batch);
   void set_quarantine(QuarantineReason reason, std::string message);
   bool truncated_now();
-  void release_drained(std::uint32_t ring);
-  std::uint64_t window_start(std::uint32_t ring, std::uint64_t head) const noexcept;
 
   shm::Segment segment_;
   std::string service_;
-  // The immutable part of the header (identity and geometry, up to `state`) as it was at
-  // attach, and the fields the collector goes on using from it.
-  std::array<unsigned char, offsetof(shm::SegmentHeader, state)> identity_{};
-  pid_t owner_pid_ = 0;
-  std::uint64_t owner_start_time_ = 0;
-  shm::ClockSource clock_source_ = shm::ClockSource::kTsc;
-  std::uint32_t last_series_count_ = 0;
+  // The header as it was at attach (owner, clock) and the checks against it. After segment_.
+  IntegrityCheck integrity_;
   std::optional<Quarantine> quarantine_;
   std::vector<shm::RingReader> readers_;
   std::vector<bool> ring_quarantined_;
-  // Per ring: the position up to which the slot pages behind the consumer were given back.
-  std::vector<std::uint64_t> released_;
-  std::uint64_t released_bytes_ = 0;
+  SlotPageRelease pages_;  // after segment_
   struct CachedSeries {
     std::shared_ptr<const model::SeriesDef> def;
     std::uint64_t batch_id = 0;  // last batch this definition was attached to

@@ -15,7 +15,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <sstream>
 
 #include "shm/clock.h"
@@ -68,96 +67,6 @@ std::uint64_t RingStats::dropped_total() const noexcept {
   std::uint64_t sum = 0;
   for (const auto d : dropped) sum += d;
   return sum;
-}
-
-TickConverter TickConverter::calibrate(std::uint64_t window_ns) noexcept {
-  TickConverter c;
-  c.ref_ns_ = clock_ns(CLOCK_MONOTONIC);
-  c.ref_ticks_ = now_ticks();
-  if constexpr (kEventClock == ClockSource::kMonotonicNs) return c;
-  std::uint64_t end_ns = c.ref_ns_;
-  std::uint64_t end_ticks = c.ref_ticks_;
-  while (end_ns - c.ref_ns_ < window_ns) {
-    end_ns = clock_ns(CLOCK_MONOTONIC);
-    end_ticks = now_ticks();
-  }
-  if (end_ticks > c.ref_ticks_) {
-    c.ns_per_tick_ =
-        static_cast<double>(end_ns - c.ref_ns_) / static_cast<double>(end_ticks - c.ref_ticks_);
-  }
-  return c;
-}
-
-std::uint64_t TickConverter::to_monotonic_ns(std::uint64_t ticks) const noexcept {
-  const double delta =
-      (static_cast<double>(ticks) - static_cast<double>(ref_ticks_)) * ns_per_tick_;
-  const double ns = static_cast<double>(ref_ns_) + delta;
-  // Ticks are untrusted (an event's ts): a value far from now converts to a double outside
-  // uint64's range, where the cast would be undefined. Clamp (and map NaN to 0).
-  constexpr double kTwoTo64 = 18446744073709551616.0;
-  if (!(ns > 0)) return 0;
-  if (ns >= kTwoTo64) return std::numeric_limits<std::uint64_t>::max();
-  return static_cast<std::uint64_t>(ns);
-}
-
-const char* to_string(DropReason reason) noexcept {
-  switch (reason) {
-    case DropReason::kRingFull:
-      return "ring_full";
-    case DropReason::kOldestOverwritten:
-      return "oldest_overwritten";
-    case DropReason::kPriorityShed:
-      return "priority_shed";
-    case DropReason::kSampledOut:
-      return "sampled_out";
-    case DropReason::kNoRing:
-      return "no_ring";
-    case DropReason::kInvalidSeries:
-      return "invalid_series";
-    case DropReason::kDisabled:
-      return "disabled";
-    case DropReason::kInvalidValue:
-      return "invalid_value";
-    case DropReason::kCount:
-      break;
-  }
-  return "unknown";
-}
-
-const char* to_string(Kind kind) noexcept {
-  switch (kind) {
-    case Kind::kCounter:
-      return "counter";
-    case Kind::kGauge:
-      return "gauge";
-    case Kind::kGaugeDelta:
-      return "gauge_delta";
-    case Kind::kHistogram:
-      return "histogram";
-    case Kind::kTiming:
-      return "timing";
-    case Kind::kSet:
-      return "set";
-  }
-  return "unknown";
-}
-
-const char* to_string(Overflow overflow) noexcept {
-  switch (overflow) {
-    case Overflow::kDefault:
-      return "default";
-    case Overflow::kFold:
-      return "fold";
-    case Overflow::kDropNewest:
-      return "drop_newest";
-    case Overflow::kDropOldest:
-      return "drop_oldest";
-    case Overflow::kPriority:
-      return "priority";
-    case Overflow::kSampled:
-      return "sampled";
-  }
-  return "unknown";
 }
 
 Result<Geometry> check_options(const SegmentOptions& o) {

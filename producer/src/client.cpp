@@ -12,6 +12,7 @@
 #include <limits>
 #include <new>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 
 #include "producer/src/state.h"
@@ -20,6 +21,39 @@
 namespace shmstats {
 namespace detail {
 namespace {
+
+// ---- public enums ----------------------------------------------------------------------------
+
+// shmstats.h repeats shm/layout.h's Kind and Overflow (the public header includes nothing from
+// shm/), and this file casts them by value (Options::overflow, Client::dynamic_push): every
+// enumerator must keep the layout's value, and the last must be the layout's last.
+template <class Public, class Layout>
+constexpr bool same_value(Public public_value, Layout layout_value) noexcept {
+  return static_cast<std::underlying_type_t<Public>>(public_value) ==
+         static_cast<std::underlying_type_t<Layout>>(layout_value);
+}
+
+static_assert(
+    std::is_same_v<std::underlying_type_t<shmstats::Kind>, std::underlying_type_t<shm::Kind>>);
+static_assert(same_value(shmstats::Kind::kCounter, shm::Kind::kCounter));
+static_assert(same_value(shmstats::Kind::kGauge, shm::Kind::kGauge));
+static_assert(same_value(shmstats::Kind::kGaugeDelta, shm::Kind::kGaugeDelta));
+static_assert(same_value(shmstats::Kind::kHistogram, shm::Kind::kHistogram));
+static_assert(same_value(shmstats::Kind::kTiming, shm::Kind::kTiming));
+static_assert(same_value(shmstats::Kind::kSet, shm::Kind::kSet));
+static_assert(static_cast<std::uint8_t>(shmstats::Kind::kSet) == shm::kMaxKind,
+              "shm/layout.h has a Kind that shmstats.h lacks");
+
+static_assert(std::is_same_v<std::underlying_type_t<shmstats::Overflow>,
+                             std::underlying_type_t<shm::Overflow>>);
+static_assert(same_value(shmstats::Overflow::kDefault, shm::Overflow::kDefault));
+static_assert(same_value(shmstats::Overflow::kFold, shm::Overflow::kFold));
+static_assert(same_value(shmstats::Overflow::kDropNewest, shm::Overflow::kDropNewest));
+static_assert(same_value(shmstats::Overflow::kDropOldest, shm::Overflow::kDropOldest));
+static_assert(same_value(shmstats::Overflow::kPriority, shm::Overflow::kPriority));
+static_assert(same_value(shmstats::Overflow::kSampled, shm::Overflow::kSampled));
+static_assert(static_cast<std::uint8_t>(shmstats::Overflow::kSampled) == shm::kMaxOverflow,
+              "shm/layout.h has an Overflow that shmstats.h lacks");
 
 // ---- live-client registry ------------------------------------------------------------------
 

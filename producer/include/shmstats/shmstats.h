@@ -72,6 +72,8 @@ class [[nodiscard]] Result {
   std::variant<T, Error> v_;
 };
 
+// Kind and Overflow keep the values of shm/layout.h's enums of the same names, which the segment
+// stores (static_asserts in producer/src/client.cpp tie them).
 enum class Kind : std::uint8_t {
   kCounter = 1,
   kGauge = 2,

@@ -1,30 +1,26 @@
-// collector/source.cpp: what the collector takes from one segment's rings.
+// collector/source.cpp: what the collector takes from one segment's rings (events, folds, ledger).
 #include "collector/source.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <cstddef>
+#include <cstdint>
 #include <limits>
-#include <memory>
-#include <optional>
-#include <vector>
 
 #include "shm/clock.h"
 #include "shm/mapping_guard.h"
 #include "shm/segment.h"
 #include "shmstats/shmstats.h"
 #include "tests/support/support.h"
+#include "tests/unit/collector/raw_segment.h"
 
 namespace shmstats::collector {
 namespace {
 
 using shm::Segment;
+using testing::make_raw;
 using testing::SegmentGuard;
+using testing::truncate_file;
 using testing::unique_prefix;
 
 // Writes `value` into ring 0 the way a process that ignores the producer's rules would: straight
@@ -107,112 +103,9 @@ TEST(SourceDrainTest, UnstampedEventsGetTheirDrainTime) {
   }
 }
 
-// Drained slot pages are given back up to the start of the 64 KiB window (the kernel's fault-around
-// window) the read position is in, each page once over a lap; after a lap or more between two
-// releases, all of them.
-TEST(SourceReleaseTest, PagesBeforeTheReadWindowAreGivenBackOnceAndTheNextLapStillDrains) {
-  SegmentGuard guard(unique_prefix());
-  Options o;
-  o.shm_prefix = guard.prefix();
-  o.rings = 1;
-  o.ring_capacity = 8192;  // 256 KiB of slots
-  o.read_environment = false;
-  auto producer = Client::create(o);
-  ASSERT_TRUE(producer) << producer.error().message;
-  auto gauge = producer->gauge("release.values");
-  ASSERT_TRUE(gauge);
-  auto opened = Source::open(producer->segment_name(), AttachPolicy{});
-  ASSERT_TRUE(opened) << opened.error().message;
-  auto& sut = *opened.value();
-  const ClockMap clock = ClockMap::calibrate();
-  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  std::uint64_t batch_id = 0;
-  double next = 0;
-  // Pushes n events (values counting up) and drains them; true if all came back in order.
-  auto push_and_drain = [&](int n) {
-    const double first = next;
-    for (int i = 0; i < n; ++i) {
-      if (!gauge->set(next)) return false;
-      next += 1;
-    }
-    Batch batch;
-    const DrainResult res =
-        sut.drain_ring(0, static_cast<std::size_t>(n), clock, ++batch_id, batch);
-    if (res.events != static_cast<std::size_t>(n) || batch.points.size() != res.events) {
-      return false;
-    }
-    for (int i = 0; i < n; ++i) {
-      if (batch.points[static_cast<std::size_t>(i)].value != first + i) return false;
-    }
-    return true;
-  };
-
-  constexpr std::uint64_t kWindow = 64 * 1024;
-  if (page >= kWindow) GTEST_SKIP() << "pages of " << page << " B: no page is inside a window";
-  const auto slots = reinterpret_cast<std::uintptr_t>(sut.ring_slots_address(0));
-  constexpr int kFirst = 3400;  // 108 800 B drained: at least one whole window behind
-  ASSERT_TRUE(push_and_drain(kFirst));
-  const std::uint64_t behind = kFirst * sizeof(shm::Event);
-  const std::uintptr_t window = std::max<std::uintptr_t>((slots + behind) & ~(kWindow - 1), slots);
-  EXPECT_EQ(sut.release_drained_pages(), window - slots)
-      << "every page before the read position's 64 KiB window, none in it";
-  EXPECT_EQ(sut.release_drained_pages(), 0U) << "each page is given back once";
-
-  // One lap in quarter-ring steps, with a release after each (the last ones wrap): every slot
-  // page is given back exactly once.
-  constexpr int kQuarter = 2048;
-  std::uint64_t lap = 0;
-  for (int i = 0; i < 4; ++i) {
-    ASSERT_TRUE(push_and_drain(kQuarter)) << "step " << i;
-    lap += sut.release_drained_pages();
-  }
-  EXPECT_EQ(lap, std::uint64_t{4} * kQuarter * sizeof(shm::Event));
-  // A lap and more between two releases: every slot page at once.
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(push_and_drain(kQuarter)) << "step " << i;
-  EXPECT_EQ(sut.release_drained_pages(), std::uint64_t{4} * kQuarter * sizeof(shm::Event));
-  EXPECT_EQ(sut.stats().invalid_events, 0U);
-}
-
 // --- hostile segments (issue #5) ------------------------------------------------------------
 
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
-
-shm::SegmentOptions raw_options(const std::string& prefix) {
-  shm::SegmentOptions o;
-  o.prefix = prefix;
-  o.service = "source-test";
-  o.ring_count = 2;
-  o.ring_capacity = 1024;
-  o.series_capacity = 8;
-  o.strings_size = 4096;
-  return o;
-}
-
-// A segment made with shm::Segment::create (no producer library, whose close would write to it)
-// and a Source attached to it.
-struct RawSegment {
-  shm::Segment segment;
-  std::unique_ptr<Source> source;
-};
-
-std::optional<RawSegment> make_raw(const std::string& prefix) {
-  auto created = Segment::create(raw_options(prefix));
-  EXPECT_TRUE(created) << created.error().message;
-  if (!created) return std::nullopt;
-  auto opened = Source::open(created.value().name(), AttachPolicy{});
-  EXPECT_TRUE(opened) << opened.error().message;
-  if (!opened) return std::nullopt;
-  return RawSegment{std::move(created).value(), std::move(opened).value()};
-}
-
-::testing::AssertionResult truncate_file(const std::string& name, off_t bytes) {
-  const int fd = ::shm_open(("/" + name).c_str(), O_RDWR, 0);
-  if (fd < 0) return ::testing::AssertionFailure() << "shm_open: " << std::strerror(errno);
-  const int rc = ::ftruncate(fd, bytes);
-  ::close(fd);
-  if (rc != 0) return ::testing::AssertionFailure() << "ftruncate failed";
-  return ::testing::AssertionSuccess();
-}
 
 // Issue #5: a hostile ts near 2^63 with clock_source kMonotonicNs overflowed the signed sum.
 TEST(ClockMapTest, HostileMonotonicTimestampSaturatesInsteadOfOverflowing) {
@@ -243,73 +136,6 @@ TEST(SourceStatsTest, HostileRingCountersWrapTheLedgerInsteadOfOverflowing) {
   EXPECT_EQ(stats.pushed, kPushed);
   EXPECT_EQ(stats.folded, kFolded);
   EXPECT_EQ(stats.unaccounted, static_cast<std::int64_t>(kPushed - kFolded));
-}
-
-TEST(SourceCheckTest, UntouchedSegmentChecksOut) {
-  SegmentGuard guard(unique_prefix());
-  auto raw = make_raw(guard.prefix());
-  ASSERT_TRUE(raw);
-
-  EXPECT_EQ(raw->source->check(), nullptr);
-}
-
-TEST(SourceCheckTest, RewrittenOwnerQuarantinesAsHeaderChangedAndKeepsTheOwnerSeenAtAttach) {
-  SegmentGuard guard(unique_prefix());
-  auto raw = make_raw(guard.prefix());
-  ASSERT_TRUE(raw);
-  constexpr std::int32_t kNoSuchPid = -1;  // would read as a dead owner, and get reclaimed
-  raw->segment.header().owner_pid = kNoSuchPid;
-
-  const Quarantine* q = raw->source->check();
-
-  ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q->reason, QuarantineReason::kHeaderChanged);
-  EXPECT_NE(q->message.find("owner_pid"), std::string::npos) << q->message;
-  EXPECT_FALSE(raw->source->producer_finished()) << "this process, the owner at attach, lives";
-  EXPECT_EQ(raw->source->stats().pid, ::getpid());
-}
-
-TEST(SourceCheckTest, UnknownSegmentStateQuarantinesAsCorruptState) {
-  SegmentGuard guard(unique_prefix());
-  auto raw = make_raw(guard.prefix());
-  ASSERT_TRUE(raw);
-  constexpr std::uint32_t kUnknownState = 77;
-  raw->segment.header().state.store(kUnknownState);
-
-  const Quarantine* q = raw->source->check();
-
-  ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q->reason, QuarantineReason::kCorruptState);
-  EXPECT_NE(q->message.find("77"), std::string::npos) << q->message;
-}
-
-TEST(SourceCheckTest, SeriesCountGoingBackwardsQuarantinesAsCorruptState) {
-  SegmentGuard guard(unique_prefix());
-  auto raw = make_raw(guard.prefix());
-  ASSERT_TRUE(raw);
-  constexpr std::uint32_t kPublished = 3;
-  raw->segment.header().series_count.store(kPublished);
-  ASSERT_EQ(raw->source->check(), nullptr) << "a growing count is normal";
-  raw->segment.header().series_count.store(kPublished - 1);
-
-  const Quarantine* q = raw->source->check();
-
-  ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q->reason, QuarantineReason::kCorruptState);
-}
-
-TEST(SourceCheckTest, FileShrunkUnderTheMappingQuarantinesAsTruncated) {
-  SegmentGuard guard(unique_prefix());
-  auto raw = make_raw(guard.prefix());
-  ASSERT_TRUE(raw);
-  constexpr off_t kTruncatedBytes = 4096;
-  ASSERT_TRUE(truncate_file(raw->segment.name(), kTruncatedBytes));
-
-  const Quarantine* q = raw->source->check();
-
-  ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q->reason, QuarantineReason::kTruncated);
-  EXPECT_NE(q->message.find("4096 bytes"), std::string::npos) << q->message;
 }
 
 // The drain reads ring headers past the new end before any check runs: SIGBUS, caught.
@@ -354,23 +180,6 @@ TEST(SourceDrainTest, CorruptRingQuarantinesTheWholeSegment) {
   EXPECT_NE(raw->source->quarantine()->message.find("ring 0"), std::string::npos);
   EXPECT_EQ(other.events, 0U) << "nothing more is read from a quarantined segment";
   EXPECT_EQ(raw->source->check(), raw->source->quarantine()) << "and it stays quarantined";
-}
-
-TEST(SourceOpenTest, GroupWritableSegmentIsRefusedAsUnsafeModeUnlessAllowed) {
-  SegmentGuard guard(unique_prefix());
-  shm::SegmentOptions o = raw_options(guard.prefix());
-  o.mode = 0660;
-  auto created = Segment::create(o);
-  ASSERT_TRUE(created) << created.error().message;
-  QuarantineReason refusal = QuarantineReason::kCount;
-
-  const auto refused = Source::open(created.value().name(), AttachPolicy{}, &refusal);
-  const auto allowed = Source::open(created.value().name(), AttachPolicy{{}, true});
-
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refusal, QuarantineReason::kUnsafeMode);
-  EXPECT_NE(refused.error().message.find("0660"), std::string::npos) << refused.error().message;
-  EXPECT_TRUE(allowed) << "with allow_group_writable";
 }
 
 }  // namespace
