@@ -31,7 +31,10 @@ namespace {
 using nlohmann::json;
 using testing::ChildProcess;
 using testing::line_field;
+using testing::PaceReport;
 using testing::PipelineProcess;
+using testing::read_report;
+using testing::start_pace;
 using testing::SegmentGuard;
 using testing::start_collector;
 using testing::start_receiver;
@@ -49,63 +52,6 @@ constexpr auto kWait = 60s;
 constexpr int kKilledStatus = 128 + SIGKILL;
 
 std::string udp_to(std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
-
-// A producer in the helper's pace mode for service `service`; `extra` as given.
-ChildProcess start_pace(const std::string& prefix, const std::string& service, int threads,
-                        int rate_per_thread, const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {testing::helper_path(),
-                                   "pace",
-                                   "--prefix",
-                                   prefix,
-                                   "--service",
-                                   service,
-                                   "--threads",
-                                   std::to_string(threads),
-                                   "--rate",
-                                   std::to_string(rate_per_thread)};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  return ChildProcess::spawn(argv);
-}
-
-// What one pace thread reports it pushed.
-struct ThreadTally {
-  std::uint64_t pushes = 0;
-  std::uint64_t accepted = 0;
-  std::uint64_t refused = 0;
-};
-
-// A pace producer's final report.
-struct PaceReport {
-  std::map<std::string, ThreadTally> threads;  // by thread tag
-  std::uint64_t accepted = 0;
-  std::uint64_t refused = 0;
-  std::uint64_t elapsed_us = 0;
-  std::uint64_t max_lag_us = 0;
-  std::uint64_t max_push_ns = 0;
-  bool complete = false;
-};
-
-// Reads the report of a pace producer that was asked to stop (or runs a fixed count).
-PaceReport read_report(ChildProcess& producer, int threads) {
-  PaceReport report;
-  for (int t = 0; t < threads; ++t) {
-    const std::string line = producer.read_line_starting("thread ", kWait);
-    if (line.empty()) return report;
-    ThreadTally& tally = report.threads[std::to_string(line_field(line, "t"))];
-    tally.pushes = line_field(line, "pushes");
-    tally.accepted = line_field(line, "accepted");
-    tally.refused = line_field(line, "refused");
-  }
-  const std::string done = producer.read_line_starting("done ", kWait);
-  if (done.empty()) return report;
-  report.accepted = line_field(done, "accepted");
-  report.refused = line_field(done, "refused");
-  report.elapsed_us = line_field(done, "elapsed_us");
-  report.max_lag_us = line_field(done, "max_lag_us");
-  report.max_push_ns = line_field(done, "max_push_ns");
-  report.complete = true;
-  return report;
-}
 
 // Per thread tag of a pace producer's segment: the stats of the ring that thread pushed into,
 // found through the series of the last event it committed. Read once its owner stopped pushing.
@@ -482,7 +428,7 @@ class CollectorFaultTest : public ::testing::Test {
     wait_until_delivering();
     for (auto& p : producers_) p.kill(SIGTERM);
     for (auto& p : producers_) {
-      reports_.push_back(read_report(p, kThreads));
+      reports_.push_back(read_report(p, kThreads, kWait));
       ASSERT_TRUE(reports_.back().complete);
       ASSERT_EQ(p.wait(kWait), 0);
     }
@@ -782,7 +728,7 @@ TEST(DestinationFaultTest, ClosedPortOpensBreakerCountsDropsInFlatMemoryUntilRec
       },
       kWait, [&] { return page; }));
   producer.kill(SIGTERM);
-  const PaceReport report = read_report(producer, kThreads);
+  const PaceReport report = read_report(producer, kThreads, kWait);
   ASSERT_TRUE(report.complete);
   ASSERT_EQ(producer.wait(kWait), 0);
   ASSERT_TRUE(wait_until([&] { return shm::list_segments(guard.prefix()).empty(); }, kWait,
@@ -891,7 +837,7 @@ TEST(ExporterFaultTest, HungExporterDropsOnlyItsOwnBatchesAndShutdownStillExitsZ
   auto producer = start_pace(guard.prefix(), "hung", kThreads, kRatePerThread,
                              {"--events", std::to_string(kEventsPerThread), "--ring-capacity",
                               "8192", "--overflow", "drop_newest"});
-  const PaceReport report = read_report(producer, kThreads);
+  const PaceReport report = read_report(producer, kThreads, kWait);
   ASSERT_TRUE(report.complete);
   ASSERT_EQ(producer.wait(kWait), 0);
   EXPECT_EQ(report.refused, 0U) << "the drain kept pace";
@@ -956,7 +902,7 @@ TEST(ReceiverFaultTest, FullDiskCountsWriteErrorsAndLostLinesAndKeepsReceiving) 
   for (int burst = 0; burst < kBursts; ++burst) {
     auto producer = start_pace(guard.prefix(), "burst" + std::to_string(burst), 1, 0,
                                {"--events", std::to_string(kEventsPerBurst)});
-    const PaceReport report = read_report(producer, 1);
+    const PaceReport report = read_report(producer, 1, kWait);
     ASSERT_TRUE(report.complete);
     ASSERT_EQ(producer.wait(kWait), 0);
     accepted += report.accepted;

@@ -170,4 +170,35 @@ PipelineProcess start_collector(const std::string& collector_bin, const std::str
   return p;
 }
 
+ChildProcess start_pace(const std::string& prefix, const std::string& service, int threads,
+                        int rate_per_thread, const std::vector<std::string>& extra) {
+  std::vector<std::string> argv = {helper_path(), "pace",    "--prefix",
+                                   prefix,        "--service", service,
+                                   "--threads",   std::to_string(threads),
+                                   "--rate",      std::to_string(rate_per_thread)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return ChildProcess::spawn(argv);
+}
+
+PaceReport read_report(ChildProcess& producer, int threads, std::chrono::milliseconds timeout) {
+  PaceReport report;
+  for (int t = 0; t < threads; ++t) {
+    const std::string line = producer.read_line_starting("thread ", timeout);
+    if (line.empty()) return report;
+    ThreadTally& tally = report.threads[std::to_string(line_field(line, "t"))];
+    tally.pushes = line_field(line, "pushes");
+    tally.accepted = line_field(line, "accepted");
+    tally.refused = line_field(line, "refused");
+  }
+  const std::string done = producer.read_line_starting("done ", timeout);
+  if (done.empty()) return report;
+  report.accepted = line_field(done, "accepted");
+  report.refused = line_field(done, "refused");
+  report.elapsed_us = line_field(done, "elapsed_us");
+  report.max_lag_us = line_field(done, "max_lag_us");
+  report.max_push_ns = line_field(done, "max_push_ns");
+  report.complete = true;
+  return report;
+}
+
 }  // namespace shmstats::testing

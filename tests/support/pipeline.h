@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -85,5 +86,33 @@ PipelineProcess start_receiver(const std::string& recv_bin, const std::string& j
 PipelineProcess start_collector(const std::string& collector_bin, const std::string& prefix,
                                 const std::vector<std::string>& args,
                                 const std::vector<std::string>& env = {});
+
+// A producer in the helper's pace mode (shmstats-test-helper pace: each thread pushes 0, 1, 2, ...
+// into counter "seq" tagged thread:<t> and reports what it pushed) for service `service`; `extra`
+// is added to its arguments as given.
+ChildProcess start_pace(const std::string& prefix, const std::string& service, int threads,
+                        int rate_per_thread, const std::vector<std::string>& extra);
+
+// What one pace thread reports it pushed.
+struct ThreadTally {
+  std::uint64_t pushes = 0;
+  std::uint64_t accepted = 0;
+  std::uint64_t refused = 0;
+};
+
+// A pace producer's final report.
+struct PaceReport {
+  std::map<std::string, ThreadTally> threads;  // by thread tag
+  std::uint64_t accepted = 0;
+  std::uint64_t refused = 0;
+  std::uint64_t elapsed_us = 0;
+  std::uint64_t max_lag_us = 0;
+  std::uint64_t max_push_ns = 0;
+  bool complete = false;
+};
+
+// Reads the report of a pace producer that was asked to stop (or runs a fixed count), waiting at
+// most `timeout` for each line.
+PaceReport read_report(ChildProcess& producer, int threads, std::chrono::milliseconds timeout);
 
 }  // namespace shmstats::testing
