@@ -4,6 +4,8 @@
 
 #include <ctime>
 
+#include "common/rate_limited_log.h"
+
 namespace shmstats::collector {
 
 ExporterRunner::ExporterRunner(std::unique_ptr<Exporter> exporter, std::size_t queue_capacity,
@@ -83,13 +85,10 @@ void ExporterRunner::run() {
       counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
       if (batch)
         counters_.events_dropped_exception.fetch_add(batch->size(), std::memory_order_relaxed);
-      // Rate-limited: at most one line per exporter per second.
-      static thread_local auto last = std::chrono::steady_clock::time_point{};
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last > std::chrono::seconds(1)) {
-        last = now;
-        spdlog::error("exporter {}: {} (batch dropped and counted)", exporter_->name(), e.what());
-      }
+      // Rate-limited: at most one line per exporter (this thread) per second.
+      static thread_local common::RateLimitedLog error_log{1, std::chrono::seconds(1)};
+      error_log.log(spdlog::level::err, {}, "exporter {}: {} (batch dropped and counted)",
+                    exporter_->name(), e.what());
     }
   }
   try {
