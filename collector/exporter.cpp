@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/rate_limited_log.h"
+
 namespace shmstats::collector {
 
 const char* to_string(BreakerState state) noexcept {
@@ -75,13 +77,8 @@ void ExporterRunner::send_one(const Batch& batch) {
   } catch (const std::exception& e) {
     counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
     counters_.events_dropped_exception.fetch_add(batch.size(), std::memory_order_relaxed);
-    // Rate-limited: at most one line per exporter per second.
-    static thread_local auto last = std::chrono::steady_clock::time_point{};
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last > std::chrono::seconds(1)) {
-      last = now;
-      spdlog::error("exporter {}: {} (batch dropped and counted)", exporter_->name(), e.what());
-    }
+    error_log_.log(spdlog::level::err, "send", "exporter {}: {} (batch dropped and counted)",
+                   exporter_->name(), e.what());
     complete(batch, BatchOutcome{0, 0, batch.size(), DropCause::kException});
     return;
   }
@@ -103,12 +100,8 @@ void ExporterRunner::flush_now() {
     account(r);
   } catch (const std::exception& e) {
     counters_.exceptions.fetch_add(1, std::memory_order_relaxed);
-    static thread_local auto last = std::chrono::steady_clock::time_point{};
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last > std::chrono::seconds(1)) {
-      last = now;
-      spdlog::error("exporter {}: flush failed: {}", exporter_->name(), e.what());
-    }
+    error_log_.log(spdlog::level::err, "flush", "exporter {}: flush failed: {}", exporter_->name(),
+                   e.what());
   }
 }
 

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "collector/latency.h"
+#include "common/rate_limited_log.h"
 #include "model/metric.h"
 
 namespace shmstats::collector {
@@ -167,6 +168,8 @@ class ExporterRunner {
   LatencyHistogram* latency_;
   CompletionSink* completion_;
   std::chrono::milliseconds flush_interval_;
+  // At most one line a second per kind (send, flush) for this exporter.
+  common::RateLimitedLog error_log_{1, std::chrono::seconds(1)};
   ExporterCounters counters_;
   std::mutex mutex_;
   std::condition_variable wake_;

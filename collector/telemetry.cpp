@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/prometheus_text.h"
 #include "shm/mapping_guard.h"
 
 namespace shmstats::collector {
@@ -117,120 +118,83 @@ HealthReport Health::evaluate(const DrainLoop& drain, const std::vector<Exporter
 
 namespace {
 
-// Prometheus label values escape backslash, double quote and newline.
-std::string label(std::string_view v) {
-  std::string out;
-  for (const char c : v) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-class Page {
- public:
-  void family(std::string_view name, std::string_view type, std::string_view help) {
-    text_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  }
-  void sample(std::string_view name, std::string_view labels, double value) {
-    if (labels.empty()) {
-      text_ += fmt::format("{} {}\n", name, value);
-    } else {
-      text_ += fmt::format("{}{{{}}} {}\n", name, labels, value);
-    }
-  }
-  void counter(std::string_view name, std::string_view help, double value) {
-    family(name, "counter", help);
-    sample(name, "", value);
-  }
-  void gauge(std::string_view name, std::string_view help, double value) {
-    family(name, "gauge", help);
-    sample(name, "", value);
-  }
-  std::string take() { return std::move(text_); }
-
- private:
-  std::string text_;
-};
+using common::prometheus::MetricType;
+using common::prometheus::TextWriter;
 
 double d(const std::atomic<std::uint64_t>& a) {
   return static_cast<double>(a.load(std::memory_order_relaxed));
 }
 
-}  // namespace
-
-std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRunner*>& exporters,
-                           const LatencyHistogram& latency, const HealthReport& health) {
-  Page p;
-  const DrainCounters& c = drain.counters();
-  p.counter("shmstats_collector_events_received_total", "Events drained from producer rings.",
-            d(c.events_received));
-  p.counter("shmstats_collector_aggregates_received_total",
-            "Fold aggregates taken from series accumulators.", d(c.aggregates_received));
-  p.counter("shmstats_collector_folded_values_received_total",
-            "Values covered by the fold aggregates.", d(c.folded_values_received));
-  p.counter("shmstats_collector_batches_total", "Batches sealed and handed to exporters.",
-            d(c.batches));
-  if (const DeliveryTracker* delivery = drain.delivery(); delivery != nullptr) {
-    p.counter("shmstats_collector_batches_completed_total",
-              "Batches every output is done with (sent, merged or dropped and counted).",
-              static_cast<double>(delivery->completed_total()));
-    p.gauge("shmstats_collector_batches_in_flight",
-            "Batches handed to outputs that not every output has finished.",
-            static_cast<double>(delivery->in_flight()));
+// The drain loop's own counters: what it took from the rings, how it sealed batches, how far
+// every output has got with them, the segments it attached, reclaimed and refused.
+void render_drain(TextWriter& w, const DrainCounters& c, const DeliveryTracker* delivery) {
+  w.single("shmstats_collector_events_received_total", MetricType::kCounter,
+           "Events drained from producer rings.", d(c.events_received));
+  w.single("shmstats_collector_aggregates_received_total", MetricType::kCounter,
+           "Fold aggregates taken from series accumulators.", d(c.aggregates_received));
+  w.single("shmstats_collector_folded_values_received_total", MetricType::kCounter,
+           "Values covered by the fold aggregates.", d(c.folded_values_received));
+  w.single("shmstats_collector_batches_total", MetricType::kCounter,
+           "Batches sealed and handed to exporters.", d(c.batches));
+  if (delivery != nullptr) {
+    w.single("shmstats_collector_batches_completed_total", MetricType::kCounter,
+             "Batches every output is done with (sent, merged or dropped and counted).",
+             delivery->completed_total());
+    w.single("shmstats_collector_batches_in_flight", MetricType::kGauge,
+             "Batches handed to outputs that not every output has finished.",
+             delivery->in_flight());
   }
-  p.family("shmstats_collector_flushes_total", "counter", "Batches sealed, by reason.");
+  w.family("shmstats_collector_flushes_total", MetricType::kCounter, "Batches sealed, by reason.");
   const char* reasons[] = {"size", "age", "pressure", "shutdown"};
   for (int i = 0; i < static_cast<int>(FlushReason::kCount); ++i) {
-    p.sample("shmstats_collector_flushes_total", fmt::format("reason=\"{}\"", reasons[i]),
-             d(c.flushes[i]));
+    w.sample("shmstats_collector_flushes_total", {{"reason", reasons[i]}}, d(c.flushes[i]));
   }
-  p.counter("shmstats_collector_drain_rounds_total", "Rounds of the drain loop.", d(c.rounds));
-  p.counter("shmstats_collector_backpressure_rounds_total",
-            "Rounds that left events in the rings because no exporter had queue room.",
-            d(c.backpressure_rounds));
-  p.counter("shmstats_collector_segments_attached_total", "Segments attached.",
-            d(c.segments_attached));
-  p.counter("shmstats_collector_segments_reclaimed_total",
-            "Segments drained and removed after their producer closed or died.",
-            d(c.segments_reclaimed));
-  p.counter("shmstats_collector_segments_quarantined_total",
-            "Segments refused (invalid, foreign owner or unsafe mode).", d(c.segments_quarantined));
-  p.family("shmstats_collector_segments_quarantined_by_reason_total", "counter",
+  w.single("shmstats_collector_drain_rounds_total", MetricType::kCounter,
+           "Rounds of the drain loop.", d(c.rounds));
+  w.single("shmstats_collector_backpressure_rounds_total", MetricType::kCounter,
+           "Rounds that left events in the rings because no exporter had queue room.",
+           d(c.backpressure_rounds));
+  w.single("shmstats_collector_segments_attached_total", MetricType::kCounter, "Segments attached.",
+           d(c.segments_attached));
+  w.single("shmstats_collector_segments_reclaimed_total", MetricType::kCounter,
+           "Segments drained and removed after their producer closed or died.",
+           d(c.segments_reclaimed));
+  w.single("shmstats_collector_segments_quarantined_total", MetricType::kCounter,
+           "Segments refused (invalid, foreign owner or unsafe mode).", d(c.segments_quarantined));
+  w.family("shmstats_collector_segments_quarantined_by_reason_total", MetricType::kCounter,
            "Segments refused or detached, by reason (the reasons are listed on /health).");
   for (std::size_t i = 0; i < kQuarantineReasonCount; ++i) {
-    p.sample("shmstats_collector_segments_quarantined_by_reason_total",
-             fmt::format("reason=\"{}\"", to_string(static_cast<QuarantineReason>(i))),
+    w.sample("shmstats_collector_segments_quarantined_by_reason_total",
+             {{"reason", to_string(static_cast<QuarantineReason>(i))}},
              d(c.segments_quarantined_by_reason[i]));
   }
-  p.counter("shmstats_collector_rings_quarantined_total",
-            "Rings whose indices broke the ring invariant (their segment is quarantined).",
-            d(c.rings_quarantined));
-  p.counter("shmstats_collector_slot_bytes_released_total",
-            "Bytes of drained ring slot pages unmapped from the collector (the data stays in the "
-            "segment; this keeps the collector's resident memory from growing with every page an "
-            "event passed through).",
-            d(c.slot_bytes_released));
-  p.counter("shmstats_collector_mapping_faults_total",
-            "Pages of truncated segment files read past their end (SIGBUS caught, zero page "
-            "mapped).",
-            static_cast<double>(shm::mapping_faults_total()));
-  p.gauge("shmstats_collector_segments_active", "Segments attached now.", d(c.segments_active));
+  w.single("shmstats_collector_rings_quarantined_total", MetricType::kCounter,
+           "Rings whose indices broke the ring invariant (their segment is quarantined).",
+           d(c.rings_quarantined));
+  w.single("shmstats_collector_slot_bytes_released_total", MetricType::kCounter,
+           "Bytes of drained ring slot pages unmapped from the collector (the data stays in the "
+           "segment; this keeps the collector's resident memory from growing with every page an "
+           "event passed through).",
+           d(c.slot_bytes_released));
+  w.single("shmstats_collector_mapping_faults_total", MetricType::kCounter,
+           "Pages of truncated segment files read past their end (SIGBUS caught, zero page "
+           "mapped).",
+           static_cast<double>(shm::mapping_faults_total()));
+  w.single("shmstats_collector_segments_active", MetricType::kGauge, "Segments attached now.",
+           d(c.segments_active));
+}
 
-  const auto sources = drain.source_stats();
-  p.family("shmstats_segment_pushed_total", "counter", "Push attempts into the segment's rings.");
+// Per segment and per ring: what the producers pushed, dropped and folded, what waits, whether
+// the ledger closes; then the events that did not validate, over every segment ever attached.
+void render_sources(TextWriter& w, const std::vector<SourceStats>& sources,
+                    const DrainCounters& c) {
+  w.family("shmstats_segment_pushed_total", MetricType::kCounter,
+           "Push attempts into the segment's rings.");
   for (const auto& s : sources) {
-    p.sample("shmstats_segment_pushed_total",
-             fmt::format("segment=\"{}\",service=\"{}\"", label(s.name), label(s.service)),
+    w.sample("shmstats_segment_pushed_total", {{"segment", s.name}, {"service", s.service}},
              static_cast<double>(s.pushed));
   }
-  p.family("shmstats_segment_dropped_total", "counter",
+  w.family("shmstats_segment_dropped_total", MetricType::kCounter,
            "Events producers dropped, by segment and reason.");
   for (const auto& s : sources) {
     std::array<std::uint64_t, shm::kDropReasonCount> by_reason{};
@@ -239,121 +203,56 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
     }
     for (std::size_t i = 0; i < shm::kDropReasonCount; ++i) by_reason[i] += s.counters.dropped[i];
     for (std::size_t i = 0; i < shm::kDropReasonCount; ++i) {
-      p.sample("shmstats_segment_dropped_total",
-               fmt::format("segment=\"{}\",reason=\"{}\"", label(s.name),
-                           shm::to_string(static_cast<shm::DropReason>(i))),
+      w.sample("shmstats_segment_dropped_total",
+               {{"segment", s.name}, {"reason", shm::to_string(static_cast<shm::DropReason>(i))}},
                static_cast<double>(by_reason[i]));
     }
   }
-  p.family("shmstats_segment_folded_total", "counter",
+  w.family("shmstats_segment_folded_total", MetricType::kCounter,
            "Values producers folded into series accumulators.");
   for (const auto& s : sources) {
-    p.sample("shmstats_segment_folded_total", fmt::format("segment=\"{}\"", label(s.name)),
+    w.sample("shmstats_segment_folded_total", {{"segment", s.name}},
              static_cast<double>(s.folded + s.counters.folded_no_ring));
   }
-  p.family("shmstats_segment_waiting_events", "gauge", "Events waiting in the segment's rings.");
+  w.family("shmstats_segment_waiting_events", MetricType::kGauge,
+           "Events waiting in the segment's rings.");
   for (const auto& s : sources) {
-    p.sample("shmstats_segment_waiting_events", fmt::format("segment=\"{}\"", label(s.name)),
+    w.sample("shmstats_segment_waiting_events", {{"segment", s.name}},
              static_cast<double>(s.waiting));
   }
-  p.family("shmstats_segment_ledger_unaccounted", "gauge",
+  w.family("shmstats_segment_ledger_unaccounted", MetricType::kGauge,
            "pushed - (drained + folded + dropped + waiting) over quiet rings; 0 when it closes.");
   for (const auto& s : sources) {
-    p.sample("shmstats_segment_ledger_unaccounted", fmt::format("segment=\"{}\"", label(s.name)),
+    w.sample("shmstats_segment_ledger_unaccounted", {{"segment", s.name}},
              static_cast<double>(s.unaccounted));
   }
-  p.family("shmstats_ring_fill_ratio", "gauge", "Waiting events / capacity, per ring in use.");
+  w.family("shmstats_ring_fill_ratio", MetricType::kGauge,
+           "Waiting events / capacity, per ring in use.");
   for (const auto& s : sources) {
     for (const auto& ring : s.rings) {
-      p.sample("shmstats_ring_fill_ratio",
-               fmt::format("segment=\"{}\",ring=\"{}\"", label(s.name), ring.index),
+      w.sample("shmstats_ring_fill_ratio",
+               {{"segment", s.name}, {"ring", std::to_string(ring.index)}},
                static_cast<double>(ring.stats.fill()) / s.ring_capacity);
     }
   }
-  p.family("shmstats_ring_high_water_ratio", "gauge", "Largest fill seen / capacity, per ring.");
+  w.family("shmstats_ring_high_water_ratio", MetricType::kGauge,
+           "Largest fill seen / capacity, per ring.");
   for (const auto& s : sources) {
     for (const auto& ring : s.rings) {
-      p.sample("shmstats_ring_high_water_ratio",
-               fmt::format("segment=\"{}\",ring=\"{}\"", label(s.name), ring.index),
+      w.sample("shmstats_ring_high_water_ratio",
+               {{"segment", s.name}, {"ring", std::to_string(ring.index)}},
                static_cast<double>(ring.stats.high_water) / s.ring_capacity);
     }
   }
-  p.counter("shmstats_collector_invalid_events_total",
-            "Events whose series or kind did not validate (dropped), over every segment ever "
-            "attached.",
-            d(c.invalid_events));
+  w.single("shmstats_collector_invalid_events_total", MetricType::kCounter,
+           "Events whose series or kind did not validate (dropped), over every segment ever "
+           "attached.",
+           d(c.invalid_events));
+}
 
-  struct ExporterMetric {
-    const char* name;
-    const char* help;
-    std::atomic<std::uint64_t> ExporterCounters::*field;
-    const char* type;
-  };
-  const ExporterMetric metrics[] = {
-      {"shmstats_exporter_events_sent_total", "Events sent.", &ExporterCounters::events_sent,
-       "counter"},
-      {"shmstats_exporter_events_dropped_total",
-       "Events an exporter dropped (open breaker, send "
-       "error, unsendable value).",
-       &ExporterCounters::events_dropped_exporter, "counter"},
-      {"shmstats_exporter_queue_dropped_events_total",
-       "Events dropped because the exporter's queue was full.",
-       &ExporterCounters::events_dropped_queue_full, "counter"},
-      {"shmstats_exporter_queue_dropped_batches_total",
-       "Batches dropped because the exporter's queue was full.",
-       &ExporterCounters::batches_dropped_queue_full, "counter"},
-      {"shmstats_exporter_events_merged_total",
-       "Events taken into an aggregating output's state (sent by its flush).",
-       &ExporterCounters::events_merged, "counter"},
-      {"shmstats_exporter_requests_total", "Datagrams or requests sent.",
-       &ExporterCounters::requests, "counter"},
-      {"shmstats_exporter_datagrams_total",
-       "Datagrams or requests sent (the older name of shmstats_exporter_requests_total).",
-       &ExporterCounters::requests, "counter"},
-      {"shmstats_exporter_flushes_total", "Flushes of the output (on its deadline and at stop).",
-       &ExporterCounters::flushes, "counter"},
-      {"shmstats_exporter_bytes_total", "Bytes sent.", &ExporterCounters::bytes, "counter"},
-      {"shmstats_exporter_send_errors_total", "Failed sends.", &ExporterCounters::send_errors,
-       "counter"},
-      {"shmstats_exporter_exceptions_total", "Exceptions caught from the exporter.",
-       &ExporterCounters::exceptions, "counter"},
-      {"shmstats_exporter_exception_dropped_events_total",
-       "Events of batches dropped because sending them threw.",
-       &ExporterCounters::events_dropped_exception, "counter"},
-      {"shmstats_exporter_queue_depth", "Batches waiting in the exporter's queue.",
-       &ExporterCounters::queue_depth, "gauge"},
-  };
-  for (const auto& m : metrics) {
-    p.family(m.name, m.type, m.help);
-    for (const ExporterRunner* e : exporters) {
-      p.sample(m.name, fmt::format("exporter=\"{}\"", label(e->name())),
-               d(e->counters().*(m.field)));
-    }
-  }
-  p.family("shmstats_exporter_circuit_state", "gauge",
-           "Circuit breaker state: 0 closed, 1 open, 2 half open.");
-  for (const ExporterRunner* e : exporters) {
-    const BreakerState st = e->breaker().state;
-    if (st == BreakerState::kNone) continue;
-    p.sample("shmstats_exporter_circuit_state", fmt::format("exporter=\"{}\"", label(e->name())),
-             static_cast<int>(st));
-  }
-  p.family("shmstats_exporter_breaker_probes_total", "counter",
-           "Empty probe datagrams a half-open breaker sent, by result (a failed probe re-opens it "
-           "and the batch is dropped instead of sent to a destination that is still down).");
-  for (const ExporterRunner* e : exporters) {
-    const BreakerStatus b = e->breaker();
-    if (b.state == BreakerState::kNone) continue;
-    const std::string exporter = label(e->name());
-    p.sample("shmstats_exporter_breaker_probes_total",
-             fmt::format("exporter=\"{}\",result=\"ok\"", exporter),
-             static_cast<double>(b.probes_sent > b.probes_failed ? b.probes_sent - b.probes_failed
-                                                                 : 0));
-    p.sample("shmstats_exporter_breaker_probes_total",
-             fmt::format("exporter=\"{}\",result=\"failed\"", exporter),
-             static_cast<double>(b.probes_failed));
-  }
-  // Each output's own samples, one family per name whatever instance they come from.
+// Each output's own samples (Exporter::describe_metrics), one family per name whatever instance
+// they come from, each sample labelled with its exporter.
+void render_exporter_samples(TextWriter& w, const std::vector<ExporterRunner*>& exporters) {
   std::vector<std::pair<const ExporterRunner*, ExporterSample>> own;
   for (const ExporterRunner* e : exporters) {
     std::vector<ExporterSample> samples;
@@ -366,40 +265,130 @@ std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRun
       family_order.push_back(s.name);
     }
   }
+  std::vector<common::prometheus::Label> labels;
   for (const auto& name : family_order) {
     bool first = true;
     for (const auto& [e, s] : own) {
       if (s.name != name) continue;
-      if (first) p.family(s.name, s.type, s.help);
+      if (first) {
+        w.family(s.name, s.type == "counter" ? MetricType::kCounter : MetricType::kGauge, s.help);
+      }
       first = false;
-      std::string labels = fmt::format("exporter=\"{}\"", label(e->name()));
-      for (const auto& [k, v] : s.labels) labels += fmt::format(",{}=\"{}\"", k, label(v));
-      p.sample(s.name, labels, s.value);
+      labels.clear();
+      labels.push_back({"exporter", e->name()});
+      for (const auto& [k, v] : s.labels) labels.push_back({k, v});
+      w.sample(s.name, labels, s.value);
     }
   }
+}
 
-  p.family("shmstats_end_to_end_latency_seconds", "histogram",
+// Per exporter: its counters, its circuit breaker and the breaker's probes.
+void render_exporters(TextWriter& w, const std::vector<ExporterRunner*>& exporters) {
+  struct ExporterMetric {
+    const char* name;
+    const char* help;
+    std::atomic<std::uint64_t> ExporterCounters::*field;
+    MetricType type;
+  };
+  const ExporterMetric metrics[] = {
+      {"shmstats_exporter_events_sent_total", "Events sent.", &ExporterCounters::events_sent,
+       MetricType::kCounter},
+      {"shmstats_exporter_events_dropped_total",
+       "Events an exporter dropped (open breaker, send "
+       "error, unsendable value).",
+       &ExporterCounters::events_dropped_exporter, MetricType::kCounter},
+      {"shmstats_exporter_queue_dropped_events_total",
+       "Events dropped because the exporter's queue was full.",
+       &ExporterCounters::events_dropped_queue_full, MetricType::kCounter},
+      {"shmstats_exporter_queue_dropped_batches_total",
+       "Batches dropped because the exporter's queue was full.",
+       &ExporterCounters::batches_dropped_queue_full, MetricType::kCounter},
+      {"shmstats_exporter_events_merged_total",
+       "Events taken into an aggregating output's state (sent by its flush).",
+       &ExporterCounters::events_merged, MetricType::kCounter},
+      {"shmstats_exporter_requests_total", "Datagrams or requests sent.",
+       &ExporterCounters::requests, MetricType::kCounter},
+      {"shmstats_exporter_datagrams_total",
+       "Datagrams or requests sent (the older name of shmstats_exporter_requests_total).",
+       &ExporterCounters::requests, MetricType::kCounter},
+      {"shmstats_exporter_flushes_total", "Flushes of the output (on its deadline and at stop).",
+       &ExporterCounters::flushes, MetricType::kCounter},
+      {"shmstats_exporter_bytes_total", "Bytes sent.", &ExporterCounters::bytes,
+       MetricType::kCounter},
+      {"shmstats_exporter_send_errors_total", "Failed sends.", &ExporterCounters::send_errors,
+       MetricType::kCounter},
+      {"shmstats_exporter_exceptions_total", "Exceptions caught from the exporter.",
+       &ExporterCounters::exceptions, MetricType::kCounter},
+      {"shmstats_exporter_exception_dropped_events_total",
+       "Events of batches dropped because sending them threw.",
+       &ExporterCounters::events_dropped_exception, MetricType::kCounter},
+      {"shmstats_exporter_queue_depth", "Batches waiting in the exporter's queue.",
+       &ExporterCounters::queue_depth, MetricType::kGauge},
+  };
+  for (const auto& m : metrics) {
+    w.family(m.name, m.type, m.help);
+    for (const ExporterRunner* e : exporters) {
+      w.sample(m.name, {{"exporter", e->name()}}, d(e->counters().*(m.field)));
+    }
+  }
+  w.family("shmstats_exporter_circuit_state", MetricType::kGauge,
+           "Circuit breaker state: 0 closed, 1 open, 2 half open.");
+  for (const ExporterRunner* e : exporters) {
+    const BreakerState st = e->breaker().state;
+    if (st == BreakerState::kNone) continue;
+    w.sample("shmstats_exporter_circuit_state", {{"exporter", e->name()}}, static_cast<int>(st));
+  }
+  w.family("shmstats_exporter_breaker_probes_total", MetricType::kCounter,
+           "Empty probe datagrams a half-open breaker sent, by result (a failed probe re-opens it "
+           "and the batch is dropped instead of sent to a destination that is still down).");
+  for (const ExporterRunner* e : exporters) {
+    const BreakerStatus b = e->breaker();
+    if (b.state == BreakerState::kNone) continue;
+    w.sample("shmstats_exporter_breaker_probes_total", {{"exporter", e->name()}, {"result", "ok"}},
+             b.probes_sent > b.probes_failed ? b.probes_sent - b.probes_failed : 0);
+    w.sample("shmstats_exporter_breaker_probes_total",
+             {{"exporter", e->name()}, {"result", "failed"}}, b.probes_failed);
+  }
+  render_exporter_samples(w, exporters);
+}
+
+// The end-to-end latency histogram, from the producer's timestamp to the exporter's send.
+void render_latency(TextWriter& w, const LatencyHistogram& latency) {
+  w.family("shmstats_end_to_end_latency_seconds", MetricType::kHistogram,
            "From the event's timestamp in the producer to its send by an exporter.");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < LatencyHistogram::kBounds.size(); ++i) {
     cumulative += latency.bucket(i);
-    p.sample("shmstats_end_to_end_latency_seconds_bucket",
-             fmt::format("le=\"{}\"", LatencyHistogram::kBounds[i]),
+    w.sample("shmstats_end_to_end_latency_seconds_bucket",
+             {{"le", common::prometheus::format_value(LatencyHistogram::kBounds[i])}},
              static_cast<double>(cumulative));
   }
   cumulative += latency.bucket(LatencyHistogram::kBounds.size());
-  p.sample("shmstats_end_to_end_latency_seconds_bucket", "le=\"+Inf\"",
+  w.sample("shmstats_end_to_end_latency_seconds_bucket", {{"le", "+Inf"}},
            static_cast<double>(cumulative));
-  p.sample("shmstats_end_to_end_latency_seconds_sum", "", latency.sum_seconds());
-  p.sample("shmstats_end_to_end_latency_seconds_count", "", static_cast<double>(cumulative));
+  w.sample("shmstats_end_to_end_latency_seconds_sum", latency.sum_seconds());
+  w.sample("shmstats_end_to_end_latency_seconds_count", static_cast<double>(cumulative));
+}
 
-  p.family("shmstats_collector_health", "gauge",
+void render_health(TextWriter& w, const HealthReport& health) {
+  w.family("shmstats_collector_health", MetricType::kGauge,
            "1 for the current health status (healthy, degraded, unhealthy).");
   for (const char* s : {"healthy", "degraded", "unhealthy"}) {
-    p.sample("shmstats_collector_health", fmt::format("status=\"{}\"", s),
-             health.status == s ? 1 : 0);
+    w.sample("shmstats_collector_health", {{"status", s}}, health.status == s ? 1 : 0);
   }
-  return p.take();
+}
+
+}  // namespace
+
+std::string render_metrics(const DrainLoop& drain, const std::vector<ExporterRunner*>& exporters,
+                           const LatencyHistogram& latency, const HealthReport& health) {
+  TextWriter w;
+  render_drain(w, drain.counters(), drain.delivery());
+  render_sources(w, drain.source_stats(), drain.counters());
+  render_exporters(w, exporters);
+  render_latency(w, latency);
+  render_health(w, health);
+  return w.take();
 }
 
 }  // namespace shmstats::collector

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/process.h"
+
 namespace shmstats::testing {
 
 // A segment prefix no other test (or run) uses: "t<pid>_<counter>_<test name>", cut to fit.
@@ -40,15 +42,16 @@ class SegmentGuard {
 // With `stderr_path`, its stderr is appended to that file (created if need be).
 class ChildProcess {
  public:
+  // Throws std::runtime_error when the child cannot be started.
   static ChildProcess spawn(const std::vector<std::string>& argv,
                             const std::vector<std::string>& extra_env = {},
                             const std::string& stderr_path = "");
-  ChildProcess(ChildProcess&& other) noexcept;
+  ChildProcess(ChildProcess&& other) noexcept = default;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ChildProcess(const ChildProcess&) = delete;
-  ~ChildProcess();  // kills and reaps a child still running
+  ~ChildProcess() = default;  // the Process kills and reaps a child still running
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_.pid(); }
   // Reads stdout lines until one starts with `prefix`; returns the rest of it, or "" on
   // timeout/EOF.
   std::string read_line_starting(const std::string& prefix, std::chrono::milliseconds timeout);
@@ -59,12 +62,8 @@ class ChildProcess {
   int wait(std::chrono::milliseconds timeout);
 
  private:
-  ChildProcess(pid_t pid, int out_fd) : pid_(pid), out_fd_(out_fd) {}
-  pid_t pid_ = -1;
-  int out_fd_ = -1;
-  std::string buffered_;
-  bool reaped_ = false;
-  int status_ = -1;
+  explicit ChildProcess(common::Process process) : process_(std::move(process)) {}
+  common::Process process_;
 };
 
 // The number after "name=" in a "k=v k=v" line (the helper's report lines), or all ones if absent.

@@ -7,19 +7,17 @@
 #include <mutex>
 #include <string>
 
+#include "common/rate_limited_log.h"
+
 namespace shmstats::tools::recv {
 namespace {
 
 constexpr std::size_t kMaxMessageBytes = 200;
 
 std::atomic<std::uint64_t> g_messages{0};
-std::atomic<std::uint64_t> g_suppressed{0};
+common::RateLimiter g_limiter{1, kProtobufLogInterval};
 std::mutex g_mutex;
-// Guarded by g_mutex.
-std::FILE* g_out = stderr;
-std::chrono::nanoseconds g_interval{kProtobufLogInterval};
-std::chrono::steady_clock::time_point g_last_written{};
-std::uint64_t g_held_back = 0;
+std::FILE* g_out = stderr;  // guarded by g_mutex
 
 const char* level_name(google::protobuf::LogLevel level) {
   switch (level) {
@@ -48,33 +46,30 @@ std::string printable(const std::string& message) {
 void limited_log_handler(google::protobuf::LogLevel level, const char* /*filename*/, int /*line*/,
                          const std::string& message) {
   g_messages.fetch_add(1, std::memory_order_relaxed);
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(g_mutex);
-  const bool due = g_last_written == std::chrono::steady_clock::time_point{} ||
-                   now - g_last_written >= g_interval;
-  if (!due && level != google::protobuf::LOGLEVEL_FATAL) {
-    ++g_held_back;
-    g_suppressed.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
+  // A FATAL message is always written (protobuf aborts after it) and is not counted as admitted
+  // or held back.
+  const common::RateLimiter::Decision decision = level == google::protobuf::LOGLEVEL_FATAL
+                                                     ? common::RateLimiter::Decision{true, 0}
+                                                     : g_limiter.admit();
+  if (!decision.write) return;
   std::string line =
       fmt::format("shmstats-recv: protobuf {}: {}", level_name(level), printable(message));
-  if (g_held_back > 0) {
-    line += fmt::format(" ({} more protobuf messages since the last one written)", g_held_back);
+  if (decision.suppressed_before > 0) {
+    line += fmt::format(" ({} more protobuf messages since the last one written)",
+                        decision.suppressed_before);
   }
   line += '\n';
+  std::lock_guard lock(g_mutex);
   std::fwrite(line.data(), 1, line.size(), g_out);
   std::fflush(g_out);
-  g_last_written = now;
-  g_held_back = 0;
 }
 
 }  // namespace
 
 void install_protobuf_log_limit(std::chrono::nanoseconds interval, std::FILE* out) {
+  g_limiter.set_window(std::chrono::duration_cast<common::RateLimiter::Clock::duration>(interval));
   {
     std::lock_guard lock(g_mutex);
-    g_interval = interval;
     g_out = out;
   }
   google::protobuf::SetLogHandler(limited_log_handler);
@@ -84,8 +79,6 @@ std::uint64_t protobuf_log_messages() noexcept {
   return g_messages.load(std::memory_order_relaxed);
 }
 
-std::uint64_t protobuf_log_suppressed() noexcept {
-  return g_suppressed.load(std::memory_order_relaxed);
-}
+std::uint64_t protobuf_log_suppressed() noexcept { return g_limiter.suppressed_total(); }
 
 }  // namespace shmstats::tools::recv

@@ -19,6 +19,7 @@
 #include <iterator>
 #include <limits>
 
+#include "common/prometheus_text.h"
 #include "tools/recv/jsonl.h"
 #include "tools/recv/protobuf_log.h"
 
@@ -32,6 +33,8 @@ constexpr std::size_t kHttpThreads = 2;
 constexpr time_t kHttpKeepAliveSeconds = 1;
 constexpr std::int64_t kMalformedLogIntervalNs = 10'000'000'000;
 constexpr std::size_t kMaxEndpointBytes = 300;
+
+using common::prometheus::MetricType;
 
 shm::Error invalid(std::string message) {
   return shm::Error{shm::Errc::kInvalidOptions, std::move(message)};
@@ -68,34 +71,35 @@ std::int64_t monotonic_ns() {
       .count();
 }
 
-// Prometheus text: one "# HELP" and "# TYPE" per family, then its samples.
+// The receiver's families, each named shmstats_recv_<name>, on the common Prometheus writer.
 class Exposition {
  public:
   void family(std::string_view name, std::string_view type, std::string_view help) {
-    fmt::format_to(std::back_inserter(out_), "# HELP shmstats_recv_{} {}\n", name, help);
-    fmt::format_to(std::back_inserter(out_), "# TYPE shmstats_recv_{} {}\n", name, type);
+    out_.family(full(name), type_of(type), help);
   }
-  void sample(std::string_view name, std::uint64_t value) {
-    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{} {}\n", name, value);
-  }
+  void sample(std::string_view name, std::uint64_t value) { out_.sample(full(name), value); }
   void sample(std::string_view name, std::string_view label, std::string_view label_value,
               std::uint64_t value) {
-    // Label values here are reason names and hex ids: nothing to escape.
-    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{}{{{}=\"{}\"}} {}\n", name, label,
-                   label_value, value);
+    out_.sample(full(name), {{label, label_value}}, value);
   }
-  void sample_text(std::string_view name, std::string_view value) {
-    fmt::format_to(std::back_inserter(out_), "shmstats_recv_{} {}\n", name, value);
-  }
+  void sample_real(std::string_view name, double value) { out_.sample(full(name), value); }
   void single(std::string_view name, std::string_view type, std::string_view help,
               std::uint64_t value) {
     family(name, type, help);
     sample(name, value);
   }
-  std::string take() { return std::move(out_); }
+  std::string take() { return out_.take(); }
 
  private:
-  std::string out_;
+  static std::string full(std::string_view name) {
+    return fmt::format("shmstats_recv_{}", name);
+  }
+  static MetricType type_of(std::string_view type) {
+    if (type == "gauge") return MetricType::kGauge;
+    if (type == "histogram") return MetricType::kHistogram;
+    return MetricType::kCounter;
+  }
+  common::prometheus::TextWriter out_;
 };
 
 }  // namespace
@@ -482,8 +486,7 @@ std::string Receiver::metrics_text() const {
   }
   cumulative += latency_.bucket(EventLatency::kBuckets - 1);
   out.sample("event_latency_seconds_bucket", "le", "+Inf", cumulative);
-  out.sample_text("event_latency_seconds_sum",
-                  fmt::format("{}", static_cast<double>(latency_.sum_ns()) * 1e-9));
+  out.sample_real("event_latency_seconds_sum", static_cast<double>(latency_.sum_ns()) * 1e-9);
   out.sample("event_latency_seconds_count", cumulative);
   out.family("malformed_total", "counter", "Datagrams rejected by the decoder, by reason.");
   for (std::size_t i = 0; i < proto::kDecodeErrorCount; ++i) {

@@ -1,6 +1,7 @@
-// The load scenarios' measuring pieces as units: the Prometheus text reader, the histogram
-// quantiles computed from scraped buckets, /proc usage, the scenario table and its arguments.
-// The scenario runner itself runs end to end in tests/e2e/scenario_test.cpp.
+// The load scenarios' measuring pieces as units: the histogram quantiles computed from scraped
+// buckets, /proc usage, the scenario table and its arguments. The Prometheus text reader they use
+// is tested in tests/unit/common/prometheus_text_test.cpp; the scenario runner itself runs end to
+// end in tests/e2e/scenario_test.cpp.
 #include "tools/loadgen/scenario.h"
 
 #include <gtest/gtest.h>
@@ -9,6 +10,10 @@
 #include <cmath>
 #include <string>
 #include <vector>
+
+#include "common/prometheus_text.h"
+#include "tools/loadgen/metrics_page.h"
+#include "tools/loadgen/proc_usage.h"
 
 namespace shmstats::tools::loadgen {
 namespace {
@@ -33,25 +38,18 @@ constexpr const char* kPage =
     "broken line without a value\n"
     "shmstats_with_timestamp 7 1700000000000\n";
 
-TEST(ScenarioPrometheusTest, ReadsSamplesWithAndWithoutLabelsAndSkipsTheRest) {
-  const auto sut = parse_prometheus(kPage);
+TEST(ScenarioPrometheusTest, ScrapedPageSumsSamplesOverTheirLabels) {
+  const auto sut = common::prometheus::parse_text(kPage);
 
-  EXPECT_EQ(prom_sum(sut, "shmstats_recv_events_total"), 1234);
-  EXPECT_EQ(prom_sum(sut, "shmstats_recv_malformed_total"), 5);
-  EXPECT_EQ(prom_sum(sut, "shmstats_with_timestamp"), 7);
-  EXPECT_EQ(prom_sum(sut, "broken"), 0);
-  EXPECT_EQ(prom_sum(sut, "absent"), 0);
-}
-
-TEST(ScenarioPrometheusTest, LabelIsFoundOnlyAsAWholeKey) {
-  EXPECT_EQ(prom_label("le=\"0.5\",x=\"y\"", "le"), "0.5");
-  EXPECT_EQ(prom_label("le=\"0.5\",x=\"y\"", "x"), "y");
-  EXPECT_EQ(prom_label("xle=\"1\"", "le"), std::nullopt);
-  EXPECT_EQ(prom_label("le=\"unterminated", "le"), std::nullopt);
+  EXPECT_EQ(common::prometheus::sum(sut, "shmstats_recv_events_total"), 1234);
+  EXPECT_EQ(common::prometheus::sum(sut, "shmstats_recv_malformed_total"), 5);
+  EXPECT_EQ(common::prometheus::sum(sut, "shmstats_with_timestamp"), 7);
+  EXPECT_EQ(common::prometheus::sum(sut, "broken"), 0);
+  EXPECT_EQ(common::prometheus::sum(sut, "absent"), 0);
 }
 
 TEST(ScenarioHistogramTest, QuantileInterpolatesInsideItsBucket) {
-  const Cumulative sut = prom_histogram(parse_prometheus(kPage), "shmstats_lat_bucket");
+  const Cumulative sut = prom_histogram(common::prometheus::parse_text(kPage), "shmstats_lat_bucket");
   ASSERT_EQ(sut.size(), 4U);
   ASSERT_TRUE(std::isinf(sut.back().first));
 
