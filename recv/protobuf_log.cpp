@@ -1,4 +1,4 @@
-#include "tools/recv/protobuf_log.h"
+#include "recv/protobuf_log.h"
 
 #include <fmt/format.h>
 #include <google/protobuf/stubs/logging.h>
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <string>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 constexpr std::size_t kMaxMessageBytes = 200;
@@ -88,4 +88,4 @@ std::uint64_t protobuf_log_suppressed() noexcept {
   return g_suppressed.load(std::memory_order_relaxed);
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

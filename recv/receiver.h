@@ -31,15 +31,15 @@
 
 #include "proto/datagram.h"
 #include "shm/result.h"
-#include "tools/recv/latency.h"
-#include "tools/recv/sequence.h"
-#include "tools/recv/writer.h"
+#include "recv/latency.h"
+#include "recv/sequence.h"
+#include "recv/writer.h"
 
 namespace httplib {
 class Server;
 }
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 inline constexpr std::string_view kDefaultListen = "127.0.0.1:9125";
 inline constexpr std::string_view kDefaultHost = "127.0.0.1";
@@ -162,4 +162,4 @@ class Receiver {
   std::thread http_thread_;
 };
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

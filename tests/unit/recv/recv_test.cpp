@@ -29,11 +29,11 @@
 
 #include "proto/datagram.h"
 #include "tests/support/support.h"
-#include "tools/recv/jsonl.h"
-#include "tools/recv/receiver.h"
-#include "tools/recv/sequence.h"
+#include "recv/jsonl.h"
+#include "recv/receiver.h"
+#include "recv/sequence.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 using nlohmann::json;
@@ -1088,4 +1088,4 @@ TEST(RecvBinaryTest, BadArgumentsExitTwo) {
 }
 
 }  // namespace
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

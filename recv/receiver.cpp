@@ -1,4 +1,4 @@
-#include "tools/recv/receiver.h"
+#include "recv/receiver.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
@@ -19,10 +19,10 @@
 #include <iterator>
 #include <limits>
 
-#include "tools/recv/jsonl.h"
-#include "tools/recv/protobuf_log.h"
+#include "recv/jsonl.h"
+#include "recv/protobuf_log.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 // recvmmsg batch: room for the largest UDP payload each, so nothing is ever truncated.
@@ -564,4 +564,4 @@ std::string Receiver::metrics_text() const {
   return out.take();
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv
