@@ -1,2 +1,0 @@
-// Removed once the first shared helper lands in common/.
-namespace shmstats::common {}
