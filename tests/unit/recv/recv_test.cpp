@@ -28,10 +28,10 @@
 #include <vector>
 
 #include "proto/datagram.h"
-#include "tests/support/support.h"
 #include "recv/jsonl.h"
 #include "recv/receiver.h"
 #include "recv/sequence.h"
+#include "tests/support/support.h"
 
 namespace shmstats::recv {
 namespace {
