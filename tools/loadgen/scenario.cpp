@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <httplib.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -25,6 +24,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/http_client.h"
 #include "shm/segment.h"
 
 extern char** environ;
@@ -357,12 +357,10 @@ class Daemon {
 
 // GET /metrics of a daemon; an empty list when it does not answer (counted by the caller).
 std::vector<PromSample> scrape(std::uint16_t port) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(kHttpTimeout);
-  client.set_read_timeout(kHttpTimeout);
-  auto response = client.Get("/metrics");
-  if (!response || response->status != 200) return {};
-  return parse_prometheus(response->body);
+  // One bound for the whole exchange: the connect and the read timeouts it replaces, together.
+  auto response = common::http_get("127.0.0.1", port, "/metrics", 2 * kHttpTimeout);
+  if (!response || response.value().status != 200) return {};
+  return parse_prometheus(response.value().body);
 }
 
 std::string find_binary(const std::string& given, const std::string& exe, const char* name,
