@@ -19,9 +19,9 @@
 #include "collector/delivery.h"
 #include "collector/exporters/registry.h"
 #include "collector/fault.h"
-#include "collector/http.h"
 #include "common/endpoint.h"
 #include "collector/telemetry.h"
+#include "common/http_server.h"
 #include "shm/clock.h"
 #include "shm/mapping_guard.h"
 
@@ -109,24 +109,25 @@ int run(int argc, char** argv) {
   HealthThresholds thresholds;
   thresholds.latency_p99_seconds = cfg.health_latency_p99_seconds;
   Health health(thresholds);
-  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<common::HttpServer> http;
   if (!cfg.http.empty()) {
     auto where = common::parse_listen_address(cfg.http);
     if (!where) {
       std::fprintf(stderr, "shmstats-collector: --http: %s\n", where.error().message.c_str());
       return 2;
     }
-    auto server = HttpServer::start(
+    auto server = common::HttpServer::start(
         where.value().host, where.value().port,
-        [&] {
-          const HealthReport report = health.evaluate(drain, exporters, latency);
-          return HttpResponse{200, render_metrics(drain, exporters, latency, report)};
-        },
-        [&] {
-          const HealthReport report = health.evaluate(drain, exporters, latency);
-          return HttpResponse{report.status == "unhealthy" ? 503 : 200, report.to_json() + "\n",
-                              "application/json"};
-        });
+        {{"/metrics",
+          [&] {
+            const HealthReport report = health.evaluate(drain, exporters, latency);
+            return common::HttpResponse{200, render_metrics(drain, exporters, latency, report)};
+          }},
+         {"/health", [&] {
+            const HealthReport report = health.evaluate(drain, exporters, latency);
+            return common::HttpResponse{report.status == "unhealthy" ? 503 : 200,
+                                        report.to_json() + "\n", "application/json"};
+          }}});
     if (!server) {
       std::fprintf(stderr, "shmstats-collector: --http: %s\n", server.error().message.c_str());
       return 2;

@@ -33,7 +33,7 @@ port_of() {  # waits for "listening <what> HOST:PORT" in a file and prints PORT
 }
 
 echo "== receiver: UDP in, JSON Lines out ($work/metrics.jsonl)"
-"$bin/tools/recv/shmstats-recv" --listen 127.0.0.1:0 --jsonl "$work/metrics.jsonl" \
+"$bin/recv/shmstats-recv" --listen 127.0.0.1:0 --jsonl "$work/metrics.jsonl" \
   --http 127.0.0.1:0 >"$work/recv.out" 2>"$work/recv.log" & pids+=($!)
 recv_udp=$(port_of "$work/recv.out" udp)
 recv_http=$(port_of "$work/recv.out" http)

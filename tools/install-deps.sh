@@ -7,7 +7,7 @@ packages=("$@"
   build-essential cmake ninja-build pkg-config
   libboost-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
+  libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   netcat-openbsd curl procps valgrind
 )
 missing=()

@@ -2,7 +2,6 @@
 // shmstats-collector -> UDP datagrams -> shmstats-recv -> JSON Lines.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -20,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/http_client.h"
 #include "shm/segment.h"
 #include "tests/support/support.h"
 
@@ -137,11 +137,8 @@ Collector start_collector(const std::string& prefix, std::uint16_t udp_port,
 }
 
 std::string http_get(std::uint16_t port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(2);
-  client.set_read_timeout(5);
-  auto res = client.Get(path.c_str());
-  return res ? res->body : std::string();
+  auto reply = common::http_get("127.0.0.1", port, path, std::chrono::seconds(5));
+  return reply ? reply.value().body : std::string();
 }
 
 // The value of an unlabelled sample on a Prometheus text page, or -1.

@@ -1,11 +1,11 @@
 #include "tools/loadgen/metrics_page.h"
 
-#include <httplib.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+
+#include "common/http_client.h"
 
 namespace shmstats::tools::loadgen {
 namespace {
@@ -15,12 +15,10 @@ constexpr auto kHttpTimeout = std::chrono::seconds(2);
 }  // namespace
 
 MetricsPage scrape(std::uint16_t port) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(kHttpTimeout);
-  client.set_read_timeout(kHttpTimeout);
-  auto response = client.Get("/metrics");
-  if (!response || response->status != 200) return {};
-  return common::prometheus::parse_text(response->body);
+  // One bound for the whole exchange: the connect and the read timeouts it replaced, together.
+  auto response = common::http_get("127.0.0.1", port, "/metrics", 2 * kHttpTimeout);
+  if (!response || response.value().status != 200) return {};
+  return common::prometheus::parse_text(response.value().body);
 }
 
 Cumulative prom_histogram(const MetricsPage& samples, std::string_view bucket_name) {

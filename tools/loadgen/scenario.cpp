@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/http_client.h"
 #include "shm/segment.h"
 #include "tools/loadgen/daemon.h"
 #include "tools/loadgen/metrics_page.h"
@@ -51,7 +52,7 @@ int run_scenario(const Config& config, const std::string& exe) {
   Config run = config;
   run.prefix = fmt::format("scn{}", ::getpid());
 
-  const std::string recv_bin = find_binary(config.recv_bin, exe, "shmstats-recv", "tools/recv");
+  const std::string recv_bin = find_binary(config.recv_bin, exe, "shmstats-recv", "recv");
   const std::string collector_bin =
       find_binary(config.collector_bin, exe, "shmstats-collector", "collector");
   auto recv = Daemon::start(

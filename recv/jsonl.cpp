@@ -1,4 +1,4 @@
-#include "tools/recv/jsonl.h"
+#include "recv/jsonl.h"
 
 #include <fmt/format.h>
 
@@ -10,7 +10,7 @@
 
 #include "shm/layout.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 constexpr std::int64_t kNsPerSecond = 1'000'000'000;
@@ -226,4 +226,4 @@ std::size_t append_lines(std::string& out, const proto::DecodedDatagram& datagra
   return datagram.points.size() + datagram.aggregates.size();
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -18,7 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 class EventLatency {
  public:
@@ -81,4 +81,4 @@ static_assert(EventLatency::bucket_of(EventLatency::upper_bound_ns(1) + 1) == 2)
 static_assert(EventLatency::upper_bound_ns(EventLatency::kBuckets - 2) == EventLatency::kMaxNs);
 static_assert(EventLatency::bucket_of(EventLatency::kMaxNs) == EventLatency::kBuckets - 2);
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -5,7 +5,6 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -27,13 +26,14 @@
 #include <string>
 #include <vector>
 
+#include "common/http_client.h"
 #include "proto/datagram.h"
+#include "recv/jsonl.h"
+#include "recv/receiver.h"
+#include "recv/sequence.h"
 #include "tests/support/support.h"
-#include "tools/recv/jsonl.h"
-#include "tools/recv/receiver.h"
-#include "tools/recv/sequence.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 using nlohmann::json;
@@ -44,6 +44,7 @@ using namespace std::chrono_literals;
 constexpr auto kStartTimeout = 10s;
 constexpr auto kWaitTimeout = 10s;
 constexpr auto kExitTimeout = 5s;  // the receiver promises about 2 s
+constexpr auto kHttpTimeout = 5s;
 constexpr int kExitBadArguments = 2;
 constexpr std::uint64_t kSender = 0xABCDEF0123;
 constexpr const char* kSenderHex = "000000abcdef0123";
@@ -165,11 +166,9 @@ struct RecvProcess {
   // Samples of /metrics by name with labels, e.g. "shmstats_recv_malformed_total{reason=\"x\"}".
   std::map<std::string, std::uint64_t> metrics() const {
     std::map<std::string, std::uint64_t> out;
-    httplib::Client client("127.0.0.1", http_port);
-    client.set_connection_timeout(2);
-    const auto response = client.Get("/metrics");
-    if (!response || response->status != 200) return out;
-    std::istringstream text(response->body);
+    const auto response = common::http_get("127.0.0.1", http_port, "/metrics", kHttpTimeout);
+    if (!response || response.value().status != 200) return out;
+    std::istringstream text(response.value().body);
     for (std::string line; std::getline(text, line);) {
       if (line.empty() || line[0] == '#') continue;
       const auto space = line.rfind(' ');
@@ -943,25 +942,24 @@ TEST(RecvBinaryTest, InvalidUtf8StringFieldsDoNotFloodTheLog) {
 TEST(RecvBinaryTest, ServesHealthAndPrometheusMetadata) {
   TempDir dir;
   auto recv = start_recv(dir.file("health.jsonl"));
-  httplib::Client client("127.0.0.1", recv.http_port);
 
-  const auto health = client.Get("/health");
-  const auto metrics = client.Get("/metrics");
+  const auto health = common::http_get("127.0.0.1", recv.http_port, "/health", kHttpTimeout);
+  const auto metrics = common::http_get("127.0.0.1", recv.http_port, "/metrics", kHttpTimeout);
 
-  ASSERT_TRUE(health);
-  EXPECT_EQ(health->status, 200);
-  EXPECT_EQ(parse_line(health->body), (json{{"status", "ok"}}));
-  ASSERT_TRUE(metrics);
-  EXPECT_EQ(metrics->status, 200);
+  ASSERT_TRUE(health) << health.error().message;
+  EXPECT_EQ(health.value().status, 200);
+  EXPECT_EQ(parse_line(health.value().body), (json{{"status", "ok"}}));
+  ASSERT_TRUE(metrics) << metrics.error().message;
+  EXPECT_EQ(metrics.value().status, 200);
   for (const char* name :
        {"datagrams_total", "probes_total", "bytes_total", "events_total", "aggregates_total",
         "malformed_total", "lost_total", "duplicates_total", "reordered_total", "late_total",
         "sender_restarts_total", "stale_epoch_total", "lines_written_total", "write_errors_total",
         "write_queue_full_total", "write_queue_depth"}) {
-    EXPECT_NE(metrics->body.find(std::string("# TYPE shmstats_recv_") + name + " "),
+    EXPECT_NE(metrics.value().body.find(std::string("# TYPE shmstats_recv_") + name + " "),
               std::string::npos)
         << name;
-    EXPECT_NE(metrics->body.find(std::string("# HELP shmstats_recv_") + name + " "),
+    EXPECT_NE(metrics.value().body.find(std::string("# HELP shmstats_recv_") + name + " "),
               std::string::npos)
         << name;
   }
@@ -1088,4 +1086,4 @@ TEST(RecvBinaryTest, BadArgumentsExitTwo) {
 }
 
 }  // namespace
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -1,5 +1,5 @@
 // shmstats-recv: the receiving end of the collector's native UDP output. Parses arguments, blocks
-// SIGINT/SIGTERM (taken synchronously by sigwait) and runs what tools/recv/receiver.h describes.
+// SIGINT/SIGTERM (taken synchronously by sigwait) and runs what recv/receiver.h describes.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -9,12 +9,12 @@
 #include <exception>
 #include <string>
 
-#include "tools/recv/protobuf_log.h"
-#include "tools/recv/receiver.h"
+#include "recv/protobuf_log.h"
+#include "recv/receiver.h"
 
 namespace {
 
-namespace recv = shmstats::tools::recv;
+namespace recv = shmstats::recv;
 
 constexpr int kExitBadArguments = 2;
 constexpr int kExitFailure = 1;

@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 struct WriterOptions {
   std::string path = "-";  // a file to append to (created 0644 if missing), or "-" for stdout
@@ -97,4 +97,4 @@ class LineWriter {
   std::thread thread_;  // last: starts after every member above is built
 };
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 inline constexpr std::chrono::seconds kProtobufLogInterval{10};
 
@@ -25,4 +25,4 @@ void install_protobuf_log_limit(std::chrono::nanoseconds interval = kProtobufLog
 std::uint64_t protobuf_log_messages() noexcept;
 std::uint64_t protobuf_log_suppressed() noexcept;
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

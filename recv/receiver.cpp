@@ -1,8 +1,7 @@
-#include "tools/recv/receiver.h"
+#include "recv/receiver.h"
 
 #include <arpa/inet.h>
 #include <fmt/format.h>
-#include <httplib.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -19,18 +18,17 @@
 #include <iterator>
 #include <limits>
 
+#include "common/http_server.h"
 #include "common/prometheus_text.h"
-#include "tools/recv/jsonl.h"
-#include "tools/recv/protobuf_log.h"
+#include "recv/jsonl.h"
+#include "recv/protobuf_log.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 // recvmmsg batch: room for the largest UDP payload each, so nothing is ever truncated.
 constexpr std::size_t kBatchDatagrams = 16;
 constexpr std::size_t kMaxUdpPayload = 65536;
-constexpr std::size_t kHttpThreads = 2;
-constexpr time_t kHttpKeepAliveSeconds = 1;
 constexpr std::int64_t kMalformedLogIntervalNs = 10'000'000'000;
 constexpr std::size_t kMaxEndpointBytes = 300;
 
@@ -230,29 +228,46 @@ shm::Result<void> Receiver::bind_udp(const Endpoint& endpoint) {
 }
 
 shm::Result<void> Receiver::bind_http(const Endpoint& endpoint) {
-  http_ = std::make_unique<httplib::Server>();
-  http_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
-  // A scraper's idle keep-alive connection must not hold shutdown() up for long.
-  http_->set_keep_alive_timeout(kHttpKeepAliveSeconds);
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    response.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http_->Get("/health", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content("{\"status\":\"ok\"}\n", "application/json");
-  });
-  int port = endpoint.port;
-  if (port == 0) {
-    port = http_->bind_to_any_port(endpoint.host);
-  } else if (!http_->bind_to_port(endpoint.host, port)) {
-    port = -1;
+  const auto routes = [this] {
+    return std::vector<common::HttpRoute>{
+        {"/metrics", [this] { return common::HttpResponse{200, metrics_text()}; }},
+        {"/health", [] {
+           return common::HttpResponse{200, "{\"status\":\"ok\"}\n", "application/json"};
+         }}};
+  };
+  // The server takes an address; a name is resolved here and its addresses tried in turn, the
+  // first that binds serves (as for the UDP socket). Every failure is kSystem, as it always was.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string where = format_endpoint(endpoint.host, endpoint.port);
+  const std::string port = std::to_string(endpoint.port);
+  if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return shm::Error{shm::Errc::kSystem,
+                      fmt::format("cannot bind HTTP {}: {}", where, gai_strerror(rc))};
   }
-  if (port <= 0) {
-    const int err = errno;
-    http_.reset();
-    return system_error(
-        fmt::format("cannot bind HTTP {}", format_endpoint(endpoint.host, endpoint.port)), err);
+  shm::Error last{shm::Errc::kSystem, fmt::format("cannot bind HTTP {}: no address", where)};
+  for (const addrinfo* ai = found; ai != nullptr && !http_; ai = ai->ai_next) {
+    char address[NI_MAXHOST] = "";
+    if (const int rc = ::getnameinfo(ai->ai_addr, ai->ai_addrlen, address, sizeof(address),
+                                     nullptr, 0, NI_NUMERICHOST);
+        rc != 0) {
+      last = shm::Error{shm::Errc::kSystem,
+                        fmt::format("cannot bind HTTP {}: {}", where, gai_strerror(rc))};
+      continue;
+    }
+    auto started = common::HttpServer::start(address, endpoint.port, routes());
+    if (started) {
+      http_ = std::move(started).value();
+    } else {
+      last = shm::Error{shm::Errc::kSystem, started.error().message};
+    }
   }
-  http_address_ = format_endpoint(endpoint.host, static_cast<std::uint16_t>(port));
+  ::freeaddrinfo(found);
+  if (!http_) return last;
+  http_address_ = format_endpoint(endpoint.host, http_->port());
   return shm::success();
 }
 
@@ -266,15 +281,6 @@ void Receiver::start() {
   if (started_ || shut_down_) return;
   started_ = true;
   receive_thread_ = std::thread([this] { receive_loop(); });
-  if (http_) {
-    http_thread_ = std::thread([this] {
-      if (!http_->listen_after_bind()) {
-        std::fprintf(stderr, "shmstats-recv: the HTTP server on %s stopped with an error\n",
-                     http_address_.c_str());
-      }
-      http_done_.store(true, std::memory_order_release);
-    });
-  }
 }
 
 void Receiver::shutdown() {
@@ -288,15 +294,8 @@ void Receiver::shutdown() {
     }
     receive_thread_.join();
   }
-  if (http_thread_.joinable()) {
-    // httplib's stop() does nothing until listen_after_bind() has started its loop, so repeat it
-    // until the thread is done. acquire: pairs with the release store in the HTTP thread.
-    while (!http_done_.load(std::memory_order_acquire)) {
-      http_->stop();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    http_thread_.join();
-  }
+  // Closes the listener and every connection, a scraper's idle keep-alive among them.
+  if (http_) http_->stop();
   writer_.close();
 }
 
@@ -567,4 +566,4 @@ std::string Receiver::metrics_text() const {
   return out.take();
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

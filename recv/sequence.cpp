@@ -1,6 +1,6 @@
-#include "tools/recv/sequence.h"
+#include "recv/sequence.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 const char* to_string(SequenceVerdict verdict) noexcept {
   switch (verdict) {
@@ -104,4 +104,4 @@ SequenceVerdict SequenceTracker::observe(std::uint64_t epoch, std::uint64_t sequ
   return SequenceVerdict::kLate;
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -27,7 +27,7 @@
 #include <bitset>
 #include <cstdint>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 enum class SequenceVerdict : std::uint8_t {
   kFirst,       // first datagram of a sender: accepted
@@ -90,4 +90,4 @@ class SequenceTracker {
   SequenceCounters counters_;
 };
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -1,4 +1,4 @@
-#include "tools/recv/protobuf_log.h"
+#include "recv/protobuf_log.h"
 
 #include <fmt/format.h>
 #include <google/protobuf/stubs/logging.h>
@@ -9,7 +9,7 @@
 
 #include "common/rate_limited_log.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 constexpr std::size_t kMaxMessageBytes = 200;
@@ -81,4 +81,4 @@ std::uint64_t protobuf_log_messages() noexcept {
 
 std::uint64_t protobuf_log_suppressed() noexcept { return g_limiter.suppressed_total(); }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -1,4 +1,4 @@
-#include "tools/recv/writer.h"
+#include "recv/writer.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <string_view>
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 namespace {
 
 // A chunk is written with as few system calls as the kernel allows; the writer also joins chunks
@@ -175,4 +175,4 @@ void LineWriter::report_error(const char* what, int err) {
   unlogged_errors_ = 0;
 }
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

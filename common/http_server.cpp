@@ -1,4 +1,4 @@
-#include "collector/http.h"
+#include "common/http_server.h"
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -10,9 +10,10 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <utility>
 
-namespace shmstats::collector {
+namespace shmstats::common {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -25,8 +26,15 @@ struct HttpServer::Impl {
   std::set<std::shared_ptr<beast::tcp_stream>> streams;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
-  Handler metrics;
-  Handler health;
+  std::vector<HttpRoute> routes;
+  std::string not_found;  // the 404 body, naming the routes
+
+  const HttpRoute* find(std::string_view path) const {
+    for (const auto& route : routes) {
+      if (route.path == path) return &route;
+    }
+    return nullptr;
+  }
 };
 
 namespace {
@@ -76,15 +84,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const std::string_view target(request.target().data(), request.target().size());
     const std::string_view path = target.substr(0, target.find('?'));
-    const HttpServer::Handler* handler = path == "/metrics"  ? &server_.metrics
-                                         : path == "/health" ? &server_.health
-                                                             : nullptr;
-    if (handler == nullptr) {
-      reply(404, "not found: try /metrics or /health\n", "text/plain", keep_alive);
+    const HttpRoute* route = server_.find(path);
+    if (route == nullptr) {
+      reply(404, server_.not_found, "text/plain", keep_alive);
       return;
     }
     try {
-      HttpResponse r = (*handler)();
+      HttpResponse r = route->handler();
       reply(r.status, std::move(r.body), r.content_type, keep_alive);
     } catch (const std::exception& e) {
       reply(500, fmt::format("internal error: {}\n", e.what()), "text/plain", false);
@@ -122,6 +128,38 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<http::request_parser<http::empty_body>> parser_;
 };
 
+shm::Result<void> check_routes(const std::vector<HttpRoute>& routes) {
+  if (routes.empty()) {
+    return shm::Error{shm::Errc::kInvalidOptions, "the HTTP route table is empty"};
+  }
+  std::set<std::string_view> seen;
+  for (const auto& route : routes) {
+    if (route.path.empty() || route.path.front() != '/') {
+      return shm::Error{shm::Errc::kInvalidOptions,
+                        fmt::format("HTTP route \"{}\" does not start with '/'", route.path)};
+    }
+    if (!seen.insert(route.path).second) {
+      return shm::Error{shm::Errc::kInvalidOptions,
+                        fmt::format("HTTP route \"{}\" appears twice", route.path)};
+    }
+    if (!route.handler) {
+      return shm::Error{shm::Errc::kInvalidOptions,
+                        fmt::format("HTTP route \"{}\" has no handler", route.path)};
+    }
+  }
+  return shm::success();
+}
+
+// "not found: try /metrics or /health\n"
+std::string not_found_text(const std::vector<HttpRoute>& routes) {
+  std::string text = "not found: try ";
+  for (std::size_t i = 0; i < routes.size(); ++i) {
+    if (i > 0) text += i + 1 == routes.size() ? " or " : ", ";
+    text += routes[i].path;
+  }
+  return text + "\n";
+}
+
 void accept(HttpServer::Impl& server) {
   server.acceptor.async_accept([&server](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !server.acceptor.is_open()) return;
@@ -137,13 +175,14 @@ void accept(HttpServer::Impl& server) {
 }  // namespace
 
 shm::Result<std::unique_ptr<HttpServer>> HttpServer::start(const std::string& host,
-                                                           std::uint16_t port, Handler metrics,
-                                                           Handler health) {
+                                                           std::uint16_t port,
+                                                           std::vector<HttpRoute> routes) {
+  if (auto checked = check_routes(routes); !checked) return checked.error();
   std::unique_ptr<HttpServer> self(new HttpServer());
   self->impl_ = std::make_unique<Impl>();
   Impl& impl = *self->impl_;
-  impl.metrics = std::move(metrics);
-  impl.health = std::move(health);
+  impl.not_found = not_found_text(routes);
+  impl.routes = std::move(routes);
   beast::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) {
@@ -191,4 +230,4 @@ void HttpServer::stop() {
   impl_.reset();
 }
 
-}  // namespace shmstats::collector
+}  // namespace shmstats::common

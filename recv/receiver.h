@@ -1,12 +1,14 @@
 // shmstats-recv's library: binds a UDP socket, decodes each datagram (proto/datagram.h), tracks
 // per-sender sequences (sequence.h), hands JSON Lines (jsonl.h) to the asynchronous writer
-// (writer.h) and serves its own counters as Prometheus text on an optional HTTP endpoint.
+// (writer.h) and serves its own counters as Prometheus text on an optional HTTP endpoint
+// (common/http_server.h).
 //
 // Threads:
 //   receive  (start())  poll + recvmmsg; decode, track, format, LineWriter::try_push. Never does
 //                       file I/O, so a slow disk cannot make the kernel drop datagrams.
 //   writer   (LineWriter) appends the lines; flushes at least every 50 ms.
-//   http     (start(), with an HTTP endpoint) GET /metrics, GET /health, on cpp-httplib's pool.
+//   http     (create(), with an HTTP endpoint) GET /metrics, GET /health, on the HTTP server's
+//            thread.
 // create(), start() and shutdown() belong to the owner thread. handle_datagram() is what the
 // receive thread runs per datagram; a test may call it directly as long as start() was not.
 // stats() and metrics_text() may be called from any thread.
@@ -30,16 +32,16 @@
 #include <vector>
 
 #include "proto/datagram.h"
+#include "recv/latency.h"
+#include "recv/sequence.h"
+#include "recv/writer.h"
 #include "shm/result.h"
-#include "tools/recv/latency.h"
-#include "tools/recv/sequence.h"
-#include "tools/recv/writer.h"
 
-namespace httplib {
-class Server;
+namespace shmstats::common {
+class HttpServer;
 }
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 inline constexpr std::string_view kDefaultListen = "127.0.0.1:9125";
 inline constexpr std::string_view kDefaultHost = "127.0.0.1";
@@ -82,8 +84,9 @@ struct ReceiverStats {
 
 class Receiver {
  public:
-  // Binds the UDP socket (and the HTTP one) and starts the writer; nothing is received until
-  // start(). Errc::kInvalidOptions for bad options, kSystem when a bind fails.
+  // Binds the UDP socket and starts the writer and, with an HTTP endpoint, the HTTP server (which
+  // answers from then on); nothing is received until start(). Errc::kInvalidOptions for bad
+  // options, kSystem when a bind fails.
   static shm::Result<std::unique_ptr<Receiver>> create(ReceiverOptions options);
   Receiver(const Receiver&) = delete;
   Receiver& operator=(const Receiver&) = delete;
@@ -133,7 +136,7 @@ class Receiver {
   int wake_fd_ = -1;  // eventfd: shutdown() wakes the receive thread
   std::string udp_address_;
   std::string http_address_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<common::HttpServer> http_;
 
   std::atomic<std::uint64_t> datagrams_{0};
   std::atomic<std::uint64_t> probes_{0};
@@ -155,11 +158,9 @@ class Receiver {
   std::int64_t last_malformed_log_ns_ = 0;
   std::uint64_t unlogged_malformed_ = 0;
 
-  std::atomic<bool> http_done_{false};
   bool started_ = false;
   bool shut_down_ = false;
   std::thread receive_thread_;
-  std::thread http_thread_;
 };
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -24,7 +24,7 @@
 
 #include "proto/datagram.h"
 
-namespace shmstats::tools::recv {
+namespace shmstats::recv {
 
 // Appends `unix_ns` (ns since 1970-01-01T00:00:00Z, negative before it) as RFC 3339 UTC with
 // nine fraction digits, e.g. "2026-11-23T10:30:19.000000001Z".
@@ -40,4 +40,4 @@ void append_json_number(std::string& out, float value);
 // Appends one line (ending in '\n') per event, then per aggregate of `datagram`; returns how many.
 std::size_t append_lines(std::string& out, const proto::DecodedDatagram& datagram);
 
-}  // namespace shmstats::tools::recv
+}  // namespace shmstats::recv

@@ -1,6 +1,7 @@
-// The collector's HTTP endpoint over real TCP on 127.0.0.1 (port 0, read back): what it serves,
-// what it refuses, and that a silent client can neither block another one nor stop() itself.
-#include "collector/http.h"
+// The HTTP server of the collector and the receiver over real TCP on 127.0.0.1 (port 0, read
+// back): what it serves, what it refuses, its route table, and that a silent client can neither
+// block another one nor stop() itself.
+#include "common/http_server.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -14,7 +15,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace shmstats::collector {
+namespace shmstats::common {
 namespace {
 
 using namespace std::chrono_literals;
@@ -91,16 +92,18 @@ class RawClient {
   bool closed_ = false;
 };
 
+// The collector's table: /metrics and /health.
 std::unique_ptr<HttpServer> start_server(std::atomic<int>* metrics_calls = nullptr) {
   auto started = HttpServer::start(
       "127.0.0.1", 0,
-      [metrics_calls] {
-        if (metrics_calls != nullptr) metrics_calls->fetch_add(1);
-        return HttpResponse{200, "shmstats_up 1\n"};
-      },
-      [] {
-        return HttpResponse{503, "{\"status\":\"unhealthy\"}\n", "application/json"};
-      });
+      {{"/metrics",
+        [metrics_calls] {
+          if (metrics_calls != nullptr) metrics_calls->fetch_add(1);
+          return HttpResponse{200, "shmstats_up 1\n"};
+        }},
+       {"/health", [] {
+          return HttpResponse{503, "{\"status\":\"unhealthy\"}\n", "application/json"};
+        }}});
   EXPECT_TRUE(started) << started.error().message;
   return started ? std::move(started).value() : nullptr;
 }
@@ -227,8 +230,9 @@ TEST(HttpServerTest, SilentClientBlocksNeitherOthersNorStop) {
 
 TEST(HttpServerTest, HandlerExceptionBecomesInternalError) {
   auto started = HttpServer::start(
-      "127.0.0.1", 0, []() -> HttpResponse { throw std::runtime_error("scrape exploded"); },
-      [] { return HttpResponse{}; });
+      "127.0.0.1", 0,
+      {{"/metrics", []() -> HttpResponse { throw std::runtime_error("scrape exploded"); }},
+       {"/health", [] { return HttpResponse{}; }}});
   ASSERT_TRUE(started) << started.error().message;
   auto sut = std::move(started).value();
   RawClient client(sut->port());
@@ -244,10 +248,9 @@ TEST(HttpServerTest, StartRejectsANonAddressAndAPortInUse) {
   auto first = start_server();
   ASSERT_NE(first, nullptr);
 
-  auto bad_host = HttpServer::start(
-      "not-an-ip", 0, [] { return HttpResponse{}; }, [] { return HttpResponse{}; });
-  auto taken = HttpServer::start(
-      "127.0.0.1", first->port(), [] { return HttpResponse{}; }, [] { return HttpResponse{}; });
+  auto bad_host = HttpServer::start("not-an-ip", 0, {{"/health", [] { return HttpResponse{}; }}});
+  auto taken =
+      HttpServer::start("127.0.0.1", first->port(), {{"/health", [] { return HttpResponse{}; }}});
 
   ASSERT_FALSE(bad_host);
   EXPECT_EQ(bad_host.error().code, shm::Errc::kInvalidOptions);
@@ -256,5 +259,65 @@ TEST(HttpServerTest, StartRejectsANonAddressAndAPortInUse) {
   EXPECT_EQ(taken.error().code, shm::Errc::kSystem);
 }
 
+TEST(HttpServerTest, RouteTableServesEachPathWithItsOwnHandler) {
+  std::atomic<int> first_calls{0};
+  std::atomic<int> second_calls{0};
+  auto started = HttpServer::start(
+      "127.0.0.1", 0,
+      {{"/first",
+        [&first_calls] {
+          first_calls.fetch_add(1);
+          return HttpResponse{200, "one\n", "text/plain"};
+        }},
+       {"/second/path", [&second_calls] {
+          second_calls.fetch_add(1);
+          return HttpResponse{202, "{\"two\":2}\n", "application/json"};
+        }}});
+  ASSERT_TRUE(started) << started.error().message;
+  auto sut = std::move(started).value();
+
+  RawClient first(sut->port());
+  first.send(get("/first?x=1"));
+  const std::string first_reply = first.read_until_closed(kReplyTimeout);
+  RawClient second(sut->port());
+  second.send(get("/second/path"));
+  const std::string second_reply = second.read_until_closed(kReplyTimeout);
+  RawClient other(sut->port());
+  other.send(get("/metrics"));
+  const std::string other_reply = other.read_until_closed(kReplyTimeout);
+
+  EXPECT_EQ(first_reply.rfind("HTTP/1.1 200", 0), 0U) << first_reply;
+  EXPECT_NE(first_reply.find("Content-Type: text/plain\r\n"), std::string::npos) << first_reply;
+  EXPECT_NE(first_reply.find("\r\n\r\none\n"), std::string::npos) << first_reply;
+  EXPECT_EQ(second_reply.rfind("HTTP/1.1 202", 0), 0U) << second_reply;
+  EXPECT_NE(second_reply.find("Content-Type: application/json"), std::string::npos);
+  EXPECT_NE(second_reply.find("\r\n\r\n{\"two\":2}\n"), std::string::npos) << second_reply;
+  EXPECT_EQ(first_calls.load(), 1);
+  EXPECT_EQ(second_calls.load(), 1);
+  // A path outside the table: 404 naming the routes there are.
+  EXPECT_EQ(other_reply.rfind("HTTP/1.1 404", 0), 0U) << other_reply;
+  EXPECT_NE(other_reply.find("try /first or /second/path"), std::string::npos) << other_reply;
+}
+
+TEST(HttpServerTest, StartRejectsAnEmptyOrMalformedRouteTable) {
+  const auto ok = [] { return HttpResponse{}; };
+
+  auto empty = HttpServer::start("127.0.0.1", 0, {});
+  auto relative = HttpServer::start("127.0.0.1", 0, {{"metrics", ok}});
+  auto twice = HttpServer::start("127.0.0.1", 0, {{"/health", ok}, {"/health", ok}});
+  auto no_handler = HttpServer::start("127.0.0.1", 0, {{"/health", nullptr}});
+
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, shm::Errc::kInvalidOptions);
+  ASSERT_FALSE(relative);
+  EXPECT_EQ(relative.error().code, shm::Errc::kInvalidOptions);
+  EXPECT_NE(relative.error().message.find("\"metrics\""), std::string::npos);
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code, shm::Errc::kInvalidOptions);
+  EXPECT_NE(twice.error().message.find("twice"), std::string::npos);
+  ASSERT_FALSE(no_handler);
+  EXPECT_EQ(no_handler.error().code, shm::Errc::kInvalidOptions);
+}
+
 }  // namespace
-}  // namespace shmstats::collector
+}  // namespace shmstats::common
