@@ -407,7 +407,7 @@ shm::Result<void> resolve_outputs(Config& config) {
                   const std::string& origin) -> shm::Result<void> {
     OutputConfig out{t.type, {}, {}, origin};
     for (const auto& o : t.options) {
-      if (!o.default_value.empty()) out.values.set(o.key, o.default_value);
+      if (!o.required) out.values.set(o.key, o.default_value);
     }
     out.values.set(kCommonQueueKey, std::to_string(config.exporter_queue));
     out.values.set(kCommonBreakerFailuresKey, std::to_string(config.breaker_failures));

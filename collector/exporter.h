@@ -93,6 +93,9 @@ class Exporter {
   virtual BreakerStatus breaker() const { return {}; }
   // Appends the exporter's own samples (e.g. drops by reason). Any thread; reads atomics only.
   virtual void describe_metrics(std::vector<ExporterSample>& /*out*/) const {}
+  // HOST:PORT an output serving requests (a scrape endpoint) is bound to, port 0 resolved; ""
+  // for outputs that only send. The collector prints it at start-up.
+  virtual std::string listen_address() const { return {}; }
 };
 
 // How one exporter finished with one batch.

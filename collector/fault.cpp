@@ -19,6 +19,7 @@ class HangingExporter final : public Exporter {
   SendResult flush() override { return inner_->flush(); }
   std::chrono::milliseconds flush_interval() const override { return inner_->flush_interval(); }
   BreakerStatus breaker() const override { return inner_->breaker(); }
+  std::string listen_address() const override { return inner_->listen_address(); }
   void describe_metrics(std::vector<ExporterSample>& out) const override {
     inner_->describe_metrics(out);
   }

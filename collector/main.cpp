@@ -86,6 +86,9 @@ int run(int argc, char** argv) {
                    output.origin.c_str(), e.error().message.c_str());
       return 2;
     }
+    if (const std::string where = e.value()->listen_address(); !where.empty()) {
+      std::printf("listening %s %s\n", output.name.c_str(), where.c_str());
+    }
     runners.push_back(std::make_unique<ExporterRunner>(
         with_faults(std::move(e).value(), faults), output.values.uint(kCommonQueueKey),
         runners.empty() ? &latency : nullptr, &delivery));

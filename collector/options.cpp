@@ -49,6 +49,12 @@ shm::Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
 }
 
 shm::Result<void> check_option(const OptionSpec& spec, const std::string& text) {
+  if (auto r = check_kind(spec, text); !r) return r;
+  if (spec.check) return spec.check(text);
+  return shm::success();
+}
+
+shm::Result<void> check_kind(const OptionSpec& spec, const std::string& text) {
   switch (spec.kind) {
     case OptionKind::kText:
       if (text.size() > spec.max) return expected(fmt::format("at most {} bytes", spec.max));
@@ -62,6 +68,11 @@ shm::Result<void> check_option(const OptionSpec& spec, const std::string& text) 
       return shm::success();
     case OptionKind::kDestination: {
       auto ep = common::parse_destination(text);
+      if (!ep) return ep.error();
+      return shm::success();
+    }
+    case OptionKind::kListen: {
+      auto ep = common::parse_listen_address(text);
       if (!ep) return ep.error();
       return shm::success();
     }

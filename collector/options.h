@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -20,6 +21,7 @@ enum class OptionKind {
   kText,         // any text up to max bytes
   kName,         // 1 to max bytes of [A-Za-z0-9_.-]
   kDestination,  // HOST:PORT, [IPV6]:PORT or unix:///path (common/endpoint.h)
+  kListen,       // HOST:PORT, [IPV6]:PORT or PORT; port 0 picks a free one (common/endpoint.h)
   kUint,         // a whole number in [min, max]
   kBool,         // true/false, 1/0, yes/no, on/off
   kDuration,     // 250ms, 2s, 1m or a number of milliseconds, in [min, max] ms
@@ -28,17 +30,22 @@ enum class OptionKind {
 struct OptionSpec {
   std::string key;  // snake_case; the flag is --<type>-<key with '-'>, TOML <key>
   OptionKind kind = OptionKind::kText;
-  std::string default_value;  // as text; empty with `required`: must be given
+  std::string default_value;  // as text (may be empty); ignored with `required`: must be given
   std::string help;
   std::uint64_t min = 0;
   std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
   std::string zero_means;  // kUint: when not empty, 0 is accepted too and means this
   bool required = false;
+  // A further check of the text after the kind's (e.g. a list of bucket bounds); its error says
+  // what was expected.
+  std::function<shm::Result<void>(const std::string&)> check;
 };
 
 // Checks `text` against the spec; the error says what was expected (without the key or where it
 // came from: the caller adds those).
 shm::Result<void> check_option(const OptionSpec& spec, const std::string& text);
+// The kind's part of check_option alone.
+shm::Result<void> check_kind(const OptionSpec& spec, const std::string& text);
 
 // One output's validated values: every key of its type, defaults filled in. The typed getters
 // parse what check_option accepted, so they cannot fail for a key of the type.

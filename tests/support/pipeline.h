@@ -44,6 +44,9 @@ double prom_value(const std::string& page, const std::string& name, const std::s
 
 // A UDP port on 127.0.0.1 that nothing listens on: bound, read back and closed again.
 std::uint16_t closed_udp_port();
+// A TCP port on 127.0.0.1 that was free a moment ago (bound, read back, closed), for a peer that
+// must be told its port; 0 if none could be had.
+std::uint16_t free_tcp_port();
 
 // A UDP socket bound to 127.0.0.1:0 that counts the datagrams sent to it.
 class UdpSink {
