@@ -20,6 +20,7 @@
 // each run's Setup and unlinked in its Teardown. Sockets are 127.0.0.1, port 0, with a thread that
 // receives every datagram. The machine has 2 cores; see each benchmark for where its threads run.
 // Benchmarks never assert; a setup that fails skips the benchmark with the reason.
+#include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -40,12 +41,14 @@
 #include <vector>
 
 #include "bench/bench_util.h"
-#include "model/metric.h"
+#include "collector/aggregate/stage.h"
 #include "collector/exporter.h"
 #include "collector/exporters/dogstatsd/dogstatsd.h"
+#include "collector/exporters/prometheus/prometheus.h"
 #include "collector/exporters/socket.h"
 #include "collector/exporters/udp/udp.h"
 #include "collector/source.h"
+#include "model/metric.h"
 #include "proto/datagram.h"
 #include "shm/layout.h"
 #include "shm/segment.h"
@@ -814,6 +817,98 @@ BENCHMARK(BM_CollectorRingsToDatagrams)
     ->Args({0, 64})
     ->Args({1, 1})
     ->Args({1, 64});
+
+// ---- BM_AggregateMerge, BM_AggregateSeriesMemory, BM_PrometheusRender --------------------------
+
+// The aggregation stage (collector/aggregate/stage.h) as the prometheus output runs it: one merge
+// of a 4096-event batch of timings (the costliest kind: a bucket search per event) or counters,
+// over {series} series of the typical shape. Issue #18's goal: at least 10 M events/s per core.
+void BM_AggregateMerge(benchmark::State& state) {
+  auto defs = make_defs(Shape::kTypical, static_cast<std::size_t>(state.range(1)));
+  if (state.range(0) == 0) {
+    for (auto& d : defs) {
+      auto counter = std::make_shared<model::SeriesDef>(*d);
+      counter->kind = shm::Kind::kCounter;
+      d = counter;
+    }
+  }
+  const collector::Batch batch = make_batch(defs, kBatchEvents);
+  collector::aggregate::Stage stage({});
+  (void)stage.merge(batch);  // the series exist: the steady state is measured
+  RegionTimer timer;
+  std::size_t merged = 0;
+  timer.start();
+  for (auto _ : state) {
+    merged = stage.merge(batch);
+    benchmark::DoNotOptimize(merged);
+  }
+  timer.stop();
+  timer.report(state, static_cast<std::uint64_t>(state.iterations()) * merged);
+}
+BENCHMARK(BM_AggregateMerge)
+    ->ArgNames({"timing", "series"})
+    ->Args({0, 1})
+    ->Args({0, 64})
+    ->Args({1, 1})
+    ->Args({1, 64})
+    ->Args({1, 4096});
+
+// Heap bytes per series the stage holds (malloc's own count, mallinfo2: definitions, keys,
+// buckets, maps), for {series} timings of the typical shape with the 11 default buckets plus
+// +Inf. Issue #18's goal: at most 1 KiB per series.
+void BM_AggregateSeriesMemory(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  double bytes_per_series = 0;
+  double estimate_per_series = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // Everything allocated from here on and still held at the end is the stage's: the batch's
+    // points and list are freed before the second reading, and the definitions stay alive only
+    // because the stage holds them (as it does once their segment is reclaimed).
+    const auto before = ::mallinfo2().uordblks;
+    auto defs = make_defs(Shape::kTypical, count);
+    collector::Batch batch = make_batch(defs, count);
+    defs.clear();
+    state.ResumeTiming();
+    auto stage = std::make_unique<collector::aggregate::Stage>(collector::aggregate::StageOptions{});
+    (void)stage->merge(batch);
+    state.PauseTiming();
+    batch = collector::Batch{};
+    const auto after = ::mallinfo2().uordblks;
+    bytes_per_series = static_cast<double>(after - before) / static_cast<double>(count);
+    estimate_per_series = static_cast<double>(stage->memory_estimate()) / static_cast<double>(count);
+    stage.reset();
+    state.ResumeTiming();
+  }
+  state.counters["bytes_per_series"] = bytes_per_series;
+  state.counters["estimate_per_series"] = estimate_per_series;
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_AggregateSeriesMemory)->ArgNames({"series"})->Arg(10000)->Iterations(3);
+
+// One scrape page of {series} timing series (histograms of 12 buckets): the cost a scrape puts on
+// the prometheus output's listener thread (the stage is locked meanwhile).
+void BM_PrometheusRender(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(0));
+  const auto defs = make_defs(Shape::kTypical, count);
+  collector::aggregate::Stage stage({});
+  (void)stage.merge(make_batch(defs, count));
+  collector::PrometheusOptions options;
+  options.host = std::string(kHost);
+  std::uint64_t hidden[collector::kHiddenReasonCount] = {};
+  std::size_t bytes = 0;
+  RegionTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    const std::string page = collector::render_page(stage, options, hidden);
+    bytes = page.size();
+    benchmark::DoNotOptimize(page.data());
+  }
+  timer.stop();
+  timer.report(state, static_cast<std::uint64_t>(state.iterations()) * count);
+  state.counters["page_bytes"] = static_cast<double>(bytes);
+}
+BENCHMARK(BM_PrometheusRender)->ArgNames({"series"})->Arg(1000)->Arg(10000);
 
 }  // namespace
 }  // namespace shmstats::bench

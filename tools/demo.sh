@@ -3,8 +3,9 @@
 # pipeline on loopback for about 20 seconds and shows metrics flowing:
 #   sample services + shmstats-loadgen  --shared memory-->  shmstats-collector
 #     --UDP datagrams-->  shmstats-recv  -->  JSON Lines
-# with shm-dump (the live segments), the receiver's JSONL, and the collector's /health and
-# /metrics. Everything stops cleanly at the end (SIGTERM), and nothing is left in /dev/shm.
+#     --a Prometheus scrape endpoint (aggregated series)
+# with shm-dump (the live segments), the receiver's JSONL, the scrape page, and the collector's
+# /health and /metrics. Everything stops cleanly at the end (SIGTERM), and nothing is left in /dev/shm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/install-deps.sh
@@ -38,11 +39,13 @@ echo "== receiver: UDP in, JSON Lines out ($work/metrics.jsonl)"
 recv_udp=$(port_of "$work/recv.out" udp)
 recv_http=$(port_of "$work/recv.out" http)
 
-echo "== collector: drains /dev/shm/$prefix.* and sends to 127.0.0.1:$recv_udp"
+echo "== collector: drains /dev/shm/$prefix.*, sends to 127.0.0.1:$recv_udp, serves a Prometheus scrape page"
 "$bin/collector/shmstats-collector" --shm-prefix "$prefix" --udp "127.0.0.1:$recv_udp" \
+  --prometheus 127.0.0.1:0 --prometheus-interval 1s \
   --http 127.0.0.1:0 >"$work/collector.out" 2>"$work/collector.log" & collector=$!
 pids+=($collector)
 coll_http=$(port_of "$work/collector.out" http)
+coll_scrape=$(port_of "$work/collector.out" prometheus)
 
 echo "== producers: three sample services and a load generator (2 processes x 2 threads)"
 for svc in checkout:2:2000 payments:1:500 search:4:1000; do
@@ -66,7 +69,9 @@ echo
 echo "== collector /health"
 curl -s "http://127.0.0.1:$coll_http/health"
 echo "== collector /metrics (excerpt)"
-curl -s "http://127.0.0.1:$coll_http/metrics" | grep -E '^shmstats_(collector_(events_received|folded_values_received|batches|segments_active)|exporter_(events_sent|datagrams)_total|end_to_end_latency_seconds_count)' || true
+curl -s "http://127.0.0.1:$coll_http/metrics" | grep -E '^shmstats_(collector_(events_received|folded_values_received|batches|segments_active)|exporter_(events_sent|events_merged|datagrams)_total|end_to_end_latency_seconds_count|exporter_prometheus_series)' || true
+echo "== the Prometheus scrape page (http://127.0.0.1:$coll_scrape/metrics, excerpt)"
+curl -s "http://127.0.0.1:$coll_scrape/metrics" | grep -E '^(loadgen_s0_total|loadgen_s1_seconds_count|loadgen_s3|http_requests_total|http_latency_seconds_count|users_active)\{' | head -n 10 || true
 
 wait "$loadgen"
 for p in "${pids[@]:3}"; do wait "$p" 2>/dev/null || true; done
