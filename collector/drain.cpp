@@ -21,9 +21,6 @@ std::uint64_t monotonic_ns() { return shm::clock_ns(CLOCK_MONOTONIC); }
 // A segment still short or without its magic after this long is quarantined.
 constexpr auto kNotReadyGrace = std::chrono::seconds(5);
 constexpr auto kHousekeepingInterval = std::chrono::milliseconds(50);
-// Quarantine log lines: a burst of this many per window, then one summary line per window.
-constexpr int kQuarantineLogBurst = 10;
-constexpr auto kQuarantineLogWindow = std::chrono::seconds(10);
 
 // True if `name` has the shape shm::make_segment_name gives it ("<prefix>.<pid>.<start_time>.<n>")
 // and the process it names is gone. Read from the right, since a prefix may hold dots.
@@ -99,28 +96,10 @@ void DrainLoop::quarantine(const std::string& name, QuarantineReason reason,
   counters_.segments_quarantined.fetch_add(1, std::memory_order_relaxed);
   counters_.segments_quarantined_by_reason[static_cast<std::size_t>(reason)].fetch_add(
       1, std::memory_order_relaxed);
-  // Rate-limited: whoever can create files in /dev/shm can make segments to be refused.
-  roll_quarantine_log_window();
-  if (quarantine_logged_in_window_ < kQuarantineLogBurst) {
-    ++quarantine_logged_in_window_;
-    spdlog::warn("quarantined segment {} ({}): {}", name, to_string(reason), message);
-  } else {
-    ++quarantine_unlogged_;
-  }
-}
-
-// Starts a new window of quarantine log lines once the last one is over, first reporting how many
-// went unlogged in it.
-void DrainLoop::roll_quarantine_log_window() {
-  const auto now = Clock::now();
-  if (now - quarantine_log_window_ < kQuarantineLogWindow) return;
-  if (quarantine_unlogged_ > 0) {
-    spdlog::warn("{} more segments were quarantined without a log line each (see /health)",
-                 quarantine_unlogged_);
-  }
-  quarantine_log_window_ = now;
-  quarantine_logged_in_window_ = 0;
-  quarantine_unlogged_ = 0;
+  // Rate-limited: whoever can create files in /dev/shm can make segments to be refused. The
+  // segments left without a line are counted in the next line (and all of them on /health).
+  quarantine_log_.log(spdlog::level::warn, {}, "quarantined segment {} ({}): {}", name,
+                      to_string(reason), message);
 }
 
 void DrainLoop::detach_corrupt() {
@@ -143,7 +122,6 @@ void DrainLoop::forget_vanished_quarantined() {
   const auto now = Clock::now();
   if (now - last_quarantine_prune_ < options_.rescan_interval) return;
   last_quarantine_prune_ = now;
-  roll_quarantine_log_window();
   for (auto it = quarantine_reasons_.begin(); it != quarantine_reasons_.end();) {
     struct stat st {};
     const std::string path = std::string(shm::kShmDirectory) + "/" + it->first;

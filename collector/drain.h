@@ -42,6 +42,7 @@
 #include "collector/discovery.h"
 #include "collector/exporter.h"
 #include "collector/source.h"
+#include "common/rate_limited_log.h"
 
 namespace shmstats::collector {
 
@@ -113,7 +114,6 @@ class DrainLoop {
  private:
   void discover();
   void quarantine(const std::string& name, QuarantineReason reason, const std::string& message);
-  void roll_quarantine_log_window();
   void detach_corrupt();
   void forget_vanished_quarantined();
   bool exporters_have_room() const noexcept;
@@ -132,10 +132,10 @@ class DrainLoop {
   std::vector<std::unique_ptr<Source>> sources_;
   std::unordered_set<std::string> known_;  // attached, quarantined, or reclaimed but not unlinked
   std::unordered_map<std::string, std::string> quarantine_reasons_;
-  // Quarantine log lines: at most kQuarantineLogBurst per window, the rest counted and summed up.
-  std::chrono::steady_clock::time_point quarantine_log_window_{};
-  int quarantine_logged_in_window_ = 0;
-  std::uint64_t quarantine_unlogged_ = 0;
+  // Quarantine log lines: at most kQuarantineLogBurst per window, the rest counted in the next.
+  static constexpr std::size_t kQuarantineLogBurst = 10;
+  static constexpr std::chrono::seconds kQuarantineLogWindow{10};
+  common::RateLimitedLog quarantine_log_{kQuarantineLogBurst, kQuarantineLogWindow};
   std::chrono::steady_clock::time_point last_quarantine_prune_{};
   std::uint64_t retired_invalid_events_ = 0;  // of sources detached or reclaimed
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> pending_since_;

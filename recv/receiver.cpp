@@ -29,7 +29,6 @@ namespace {
 // recvmmsg batch: room for the largest UDP payload each, so nothing is ever truncated.
 constexpr std::size_t kBatchDatagrams = 16;
 constexpr std::size_t kMaxUdpPayload = 65536;
-constexpr std::int64_t kMalformedLogIntervalNs = 10'000'000'000;
 constexpr std::size_t kMaxEndpointBytes = 300;
 
 using common::prometheus::MetricType;
@@ -60,12 +59,6 @@ std::string sender_hex(std::uint64_t id) { return fmt::format("{:016x}", id); }
 std::int64_t unix_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::int64_t monotonic_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -407,20 +400,15 @@ void Receiver::handle_datagram(std::span<const std::uint8_t> bytes) {
 }
 
 void Receiver::log_malformed(const proto::DecodeFailure& failure) {
-  const std::int64_t now = monotonic_ns();
-  if (last_malformed_log_ns_ != 0 && now - last_malformed_log_ns_ < kMalformedLogIntervalNs) {
-    ++unlogged_malformed_;
-    return;
-  }
+  const common::RateLimiter::Decision decision = malformed_log_.admit();
+  if (!decision.write) return;
   std::string line = fmt::format("shmstats-recv: malformed datagram ({}): {}",
                                  proto::to_string(failure.reason), failure.message);
-  if (unlogged_malformed_ > 0) {
-    line += fmt::format(" ({} more since the last report)", unlogged_malformed_);
+  if (decision.suppressed_before > 0) {
+    line += fmt::format(" ({} more since the last report)", decision.suppressed_before);
   }
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
-  last_malformed_log_ns_ = now;
-  unlogged_malformed_ = 0;
 }
 
 std::vector<Receiver::SenderSnapshot> Receiver::sender_snapshot(SequenceCounters& totals) const {

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -31,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/rate_limited_log.h"
 #include "proto/datagram.h"
 #include "recv/latency.h"
 #include "recv/sequence.h"
@@ -154,9 +156,8 @@ class Receiver {
   std::uint64_t senders_forgotten_ = 0;                // guarded
   std::uint64_t tick_ = 0;                             // guarded
 
-  // Receive thread only.
-  std::int64_t last_malformed_log_ns_ = 0;
-  std::uint64_t unlogged_malformed_ = 0;
+  // Malformed-datagram lines on stderr: one per 10 s, the rest counted in the next.
+  common::RateLimiter malformed_log_{1, std::chrono::seconds(10)};
 
   bool started_ = false;
   bool shut_down_ = false;

@@ -158,21 +158,16 @@ void LineWriter::write_batch(std::vector<Chunk>& batch) {
 
 void LineWriter::report_error(const char* what, int err) {
   write_errors_.fetch_add(1, std::memory_order_relaxed);
-  const auto now = std::chrono::steady_clock::now();
-  if (last_log_ != std::chrono::steady_clock::time_point{} && now - last_log_ < kLogInterval) {
-    ++unlogged_errors_;
-    return;
-  }
+  const common::RateLimiter::Decision decision = error_log_.admit();
+  if (!decision.write) return;
   std::string line =
       fmt::format("shmstats-recv: {} {}: {}", what, options_.path == "-" ? "stdout" : options_.path,
                   std::strerror(err));
-  if (unlogged_errors_ > 0) {
-    line += fmt::format(" ({} more errors since the last report)", unlogged_errors_);
+  if (decision.suppressed_before > 0) {
+    line += fmt::format(" ({} more errors since the last report)", decision.suppressed_before);
   }
   line += '\n';
   std::fwrite(line.data(), 1, line.size(), stderr);
-  last_log_ = now;
-  unlogged_errors_ = 0;
 }
 
 }  // namespace shmstats::recv

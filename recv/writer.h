@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/rate_limited_log.h"
+
 namespace shmstats::recv {
 
 struct WriterOptions {
@@ -85,8 +87,7 @@ class LineWriter {
   int fd_ = -1;
   bool own_fd_ = false;
   bool torn_line_ = false;  // a failed write left a partial line in the file
-  std::chrono::steady_clock::time_point last_log_{};
-  std::uint64_t unlogged_errors_ = 0;
+  common::RateLimiter error_log_{1, kLogInterval};  // one line per kLogInterval
 
   std::atomic<std::uint64_t> lines_written_{0};
   std::atomic<std::uint64_t> write_errors_{0};
