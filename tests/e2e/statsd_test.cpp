@@ -46,21 +46,6 @@ constexpr milliseconds kWait{20'000};
 constexpr milliseconds kAdminTimeout{5'000};
 
 // A loopback TCP port that was free a moment ago.
-std::uint16_t free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) != 0) {
-    if (fd >= 0) ::close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // One admin command: connects, sends "<command>\n", returns the text before "END".
 std::string admin_query(std::uint16_t port, const std::string& command) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -194,7 +179,7 @@ class StatsdE2eTest : public ::testing::Test {
     }
     stop_script_ = (peers / "stop.sh").string();
     udp_port_ = testing::closed_udp_port();
-    admin_port_ = free_tcp_port();
+    admin_port_ = testing::free_tcp_port();
     ASSERT_NE(admin_port_, 0);
     start_script_ = (peers / "start-statsd.sh").string();
     pidfile_ = dir_.path() / "statsd.pid";

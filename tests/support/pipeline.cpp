@@ -13,6 +13,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/http_client.h"
+
 namespace shmstats::testing {
 namespace {
 
@@ -50,58 +52,16 @@ std::uint16_t port_after_colon(const std::string& hostport) {
 
 }  // namespace
 
-TempDir::TempDir() {
-  char pattern[] = "/tmp/shmstats-e2e-XXXXXX";
-  const char* made = ::mkdtemp(pattern);
-  if (made == nullptr) throw std::runtime_error("mkdtemp failed");
-  path_ = made;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
 std::string http_get(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout,
                      int* status) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  const sockaddr_in a = loopback(port);
-  std::string response;
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) == 0) {
-    // HTTP/1.0: the server closes the connection after the response, which ends it.
-    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        pollfd p{fd, POLLIN, 0};
-        if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
-          response.clear();
-          break;
-        }
-        char buf[16384];
-        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-        if (n <= 0) break;
-        response.append(buf, static_cast<std::size_t>(n));
-      }
-    }
-  }
-  ::close(fd);
-  // "HTTP/1.x NNN ...", headers, an empty line, the body.
-  const auto body = response.find("\r\n\r\n");
-  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12 || body == std::string::npos) {
-    return "";
-  }
-  const int code = std::atoi(response.substr(9, 3).c_str());
+  auto response = common::http_get("127.0.0.1", port, path, timeout);
+  if (!response) return "";
   if (status != nullptr) {
-    *status = code;
-  } else if (code != 200) {
+    *status = response.value().status;
+  } else if (response.value().status != 200) {
     return "";
   }
-  return response.substr(body + 4);
+  return std::move(response).value().body;
 }
 
 std::string prom_text(const std::string& page, const std::string& name, const std::string& labels) {
@@ -117,27 +77,6 @@ std::string prom_text(const std::string& page, const std::string& name, const st
 double prom_value(const std::string& page, const std::string& name, const std::string& labels) {
   const std::string text = prom_text(page, name, labels);
   return text.empty() ? -1 : std::stod(text);
-}
-
-std::uint16_t closed_udp_port() {
-  const auto [fd, port] = bind_udp();
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
-std::uint16_t free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof(a)) != 0) {
-    if (fd >= 0) ::close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 UdpSink::UdpSink() {

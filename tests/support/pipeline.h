@@ -16,19 +16,6 @@
 
 namespace shmstats::testing {
 
-// A directory under /tmp, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir();
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
 // The body of GET http://127.0.0.1:<port><path>, or "" if no complete response came within
 // `timeout` or, unless `status` is given to receive it, the status was not 200.
 std::string http_get(std::uint16_t port, const std::string& path,
@@ -42,11 +29,6 @@ std::string prom_text(const std::string& page, const std::string& name,
 // The same as a number; -1 if absent.
 double prom_value(const std::string& page, const std::string& name, const std::string& labels = "");
 
-// A UDP port on 127.0.0.1 that nothing listens on: bound, read back and closed again.
-std::uint16_t closed_udp_port();
-// A TCP port on 127.0.0.1 that was free a moment ago (bound, read back, closed), for a peer that
-// must be told its port; 0 if none could be had.
-std::uint16_t free_tcp_port();
 
 // A UDP socket bound to 127.0.0.1:0 that counts the datagrams sent to it.
 class UdpSink {

@@ -6,6 +6,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -79,5 +81,25 @@ std::string file_text(const std::string& path);
 
 // Path of the helper binary (set by CMake as SHMSTATS_TEST_HELPER).
 std::string helper_path();
+
+// A fresh directory under /tmp, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A UDP port on 127.0.0.1 that nothing listens on: bound, read back and closed again.
+std::uint16_t closed_udp_port();
+// A TCP port on 127.0.0.1 that was free a moment ago (bound, read back, closed), for a peer that
+// must be told its port; 0 if none could be had.
+std::uint16_t free_tcp_port();
 
 }  // namespace shmstats::testing

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/support.h"
+
 namespace shmstats::testing {
 
 class DatagramReceiver {
@@ -107,33 +109,6 @@ class UdpReceiver : public DatagramReceiver {
 
  private:
   std::uint16_t port_ = 0;
-};
-
-// A loopback UDP port where nothing listens: bound to find a free one, then closed.
-inline std::uint16_t closed_udp_port() {
-  UdpReceiver probe;
-  return probe.port();
-}
-
-// A fresh temporary directory, removed with its contents at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern =
-        (std::filesystem::temp_directory_path() / "shmstats-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
 };
 
 // An AF_UNIX SOCK_DGRAM socket bound at `path`.
