@@ -18,6 +18,7 @@
 #include <iterator>
 #include <limits>
 
+#include "common/endpoint.h"
 #include "common/http_server.h"
 #include "common/prometheus_text.h"
 #include "recv/jsonl.h"
@@ -29,7 +30,6 @@ namespace {
 // recvmmsg batch: room for the largest UDP payload each, so nothing is ever truncated.
 constexpr std::size_t kBatchDatagrams = 16;
 constexpr std::size_t kMaxUdpPayload = 65536;
-constexpr std::size_t kMaxEndpointBytes = 300;
 
 using common::prometheus::MetricType;
 
@@ -41,17 +41,8 @@ shm::Error system_error(std::string message, int err) {
   return shm::Error{shm::Errc::kSystem, fmt::format("{}: {}", message, std::strerror(err))};
 }
 
-std::string shown(std::string_view text) {
-  std::string out(text.substr(0, 64));
-  for (auto& c : out) {
-    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-  }
-  return "\"" + out + (text.size() > 64 ? "...\"" : "\"");
-}
-
 std::string format_endpoint(std::string_view host, std::uint16_t port) {
-  if (host.find(':') != std::string_view::npos) return fmt::format("[{}]:{}", host, port);
-  return fmt::format("{}:{}", host, port);
+  return common::Endpoint{common::Endpoint::Type::kInet, std::string(host), port, {}}.text();
 }
 
 std::string sender_hex(std::uint64_t id) { return fmt::format("{:016x}", id); }
@@ -95,41 +86,6 @@ class Exposition {
 
 }  // namespace
 
-shm::Result<Endpoint> parse_endpoint(std::string_view text, std::string_view default_host) {
-  const auto bad = [&](std::string_view why) {
-    return invalid(fmt::format("address {} is not HOST:PORT: {}", shown(text), why));
-  };
-  if (text.empty() || text.size() > kMaxEndpointBytes) return bad("empty or too long");
-  Endpoint endpoint;
-  std::string_view port_text;
-  if (text.find_first_not_of("0123456789") == std::string_view::npos) {
-    endpoint.host = default_host;
-    port_text = text;
-  } else if (text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return bad("an IPv6 address is written [ADDRESS]:PORT");
-    }
-    endpoint.host = text.substr(1, close - 1);
-    port_text = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("no port");
-    if (text.find(':') != colon) return bad("an IPv6 address is written [ADDRESS]:PORT");
-    endpoint.host = colon == 0 ? std::string(default_host) : std::string(text.substr(0, colon));
-    port_text = text.substr(colon + 1);
-  }
-  if (endpoint.host.empty()) return bad("empty host");
-  unsigned port = 0;
-  const auto* end = port_text.data() + port_text.size();
-  const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
-  if (port_text.empty() || ec != std::errc{} || ptr != end || port > 65535) {
-    return bad("the port must be a number from 0 to 65535");
-  }
-  endpoint.port = static_cast<std::uint16_t>(port);
-  return endpoint;
-}
-
 std::uint64_t ReceiverStats::malformed_total() const noexcept {
   std::uint64_t total = 0;
   for (const auto n : malformed) total += n;
@@ -141,11 +97,11 @@ Receiver::Receiver(ReceiverOptions options)
       writer_(WriterOptions{options_.jsonl, options_.queue_lines, std::chrono::milliseconds{50}}) {}
 
 shm::Result<std::unique_ptr<Receiver>> Receiver::create(ReceiverOptions options) {
-  auto udp = parse_endpoint(options.listen);
+  auto udp = common::parse_listen_address(options.listen);
   if (!udp) return udp.error();
   Endpoint http_endpoint;
   if (!options.http.empty()) {
-    auto http = parse_endpoint(options.http);
+    auto http = common::parse_listen_address(options.http);
     if (!http) return http.error();
     http_endpoint = http.value();
   }
@@ -171,7 +127,8 @@ shm::Result<void> Receiver::bind_udp(const Endpoint& endpoint) {
   addrinfo* found = nullptr;
   const std::string port = std::to_string(endpoint.port);
   if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return invalid(fmt::format("cannot resolve {}: {}", shown(endpoint.host), gai_strerror(rc)));
+    return invalid(
+        fmt::format("cannot resolve \"{}\": {}", common::shown(endpoint.host), gai_strerror(rc)));
   }
   int last_errno = 0;
   for (const addrinfo* ai = found; ai != nullptr && udp_fd_ < 0; ai = ai->ai_next) {

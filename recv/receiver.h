@@ -32,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/endpoint.h"
 #include "common/rate_limited_log.h"
 #include "proto/datagram.h"
 #include "recv/latency.h"
@@ -46,7 +47,6 @@ class HttpServer;
 namespace shmstats::recv {
 
 inline constexpr std::string_view kDefaultListen = "127.0.0.1:9125";
-inline constexpr std::string_view kDefaultHost = "127.0.0.1";
 
 struct ReceiverOptions {
   std::string listen{kDefaultListen};  // HOST:PORT, [V6]:PORT or PORT; port 0 picks a free one
@@ -57,15 +57,9 @@ struct ReceiverOptions {
   int receive_buffer_bytes = 8 << 20;  // SO_RCVBUF asked for (the kernel may grant less)
 };
 
-struct Endpoint {
-  std::string host;  // without brackets
-  std::uint16_t port = 0;
-};
-
-// Parses "HOST:PORT", "[IPV6]:PORT", ":PORT" or "PORT" (the last two on `default_host`).
-// Errc::kInvalidOptions with a message naming the text otherwise.
-shm::Result<Endpoint> parse_endpoint(std::string_view text,
-                                     std::string_view default_host = kDefaultHost);
+// Listen addresses (--listen, --http) follow common/endpoint.h's listener rules: HOST:PORT,
+// [IPV6]:PORT, :PORT or PORT (on 127.0.0.1); port 0 picks a free one.
+using common::Endpoint;
 
 struct ReceiverStats {
   std::uint64_t datagrams = 0;  // received, valid or not (probes included)

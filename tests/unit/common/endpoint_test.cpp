@@ -90,6 +90,15 @@ TEST(EndpointTest, ListenAddressTakesPortZeroAndTheDefaultHost) {
   EXPECT_EQ(v6.value().host, "::1");
 }
 
+TEST(EndpointTest, ListenAddressRejectsMalformedText) {
+  for (const char* text : {"", "host", "host:", "host:65536", "host:-1", "host:8x", "::1:80",
+                           "[::1]80", "[::1]", ":"}) {
+    const auto parsed = parse_listen_address(text);
+    ASSERT_FALSE(parsed) << text;
+    EXPECT_EQ(parsed.error().code, shm::Errc::kInvalidOptions) << text;
+  }
+}
+
 TEST(EndpointTest, ListenAddressRejectsUnixAndBadPorts) {
   expect_bad_listen_address("unix:///tmp/x", "not allowed here");
   expect_bad_listen_address("127.0.0.1:65536", "port \"65536\" is not a number from 0");

@@ -490,34 +490,6 @@ TEST(ReceiverJsonlTest, EventWithNonFiniteValueStaysValidJson) {
 // ---------------------------------------------------------------------------------------------
 // Receiver, in-process
 
-TEST(ReceiverEndpointTest, ParsesEveryAcceptedForm) {
-  const auto full = parse_endpoint("10.0.0.1:8125");
-  const auto v6 = parse_endpoint("[::1]:0");
-  const auto port_only = parse_endpoint("9102");
-  const auto colon_port = parse_endpoint(":9102");
-
-  ASSERT_TRUE(full);
-  ASSERT_TRUE(v6);
-  ASSERT_TRUE(port_only);
-  ASSERT_TRUE(colon_port);
-  EXPECT_EQ(full.value().host, "10.0.0.1");
-  EXPECT_EQ(full.value().port, 8125);
-  EXPECT_EQ(v6.value().host, "::1");
-  EXPECT_EQ(v6.value().port, 0);
-  EXPECT_EQ(port_only.value().host, "127.0.0.1");
-  EXPECT_EQ(port_only.value().port, 9102);
-  EXPECT_EQ(colon_port.value().host, "127.0.0.1");
-}
-
-TEST(ReceiverEndpointTest, RejectsMalformedAddresses) {
-  for (const char* text : {"", "host", "host:", "host:65536", "host:-1", "host:8x", "::1:80",
-                           "[::1]80", "[::1]", ":"}) {
-    const auto parsed = parse_endpoint(text);
-    ASSERT_FALSE(parsed) << text;
-    EXPECT_EQ(parsed.error().code, shm::Errc::kInvalidOptions) << text;
-  }
-}
-
 TEST(ReceiverTest, DuplicateDatagramIsWrittenOnce) {
   TempDir dir;
   const std::string path = dir.file("out.jsonl");
