@@ -187,5 +187,28 @@ TEST(PrometheusPageTest, LabelValuesAreEscaped) {
   EXPECT_TRUE(has_line(r.page, "hits_total{q=\"a\\\"b\\\\c\"} 1")) << r.page;
 }
 
+// A service name is untrusted bytes (a segment's header): two that differ only in bytes that are
+// not UTF-8 are written as the same label value, so they are one series on the page.
+TEST(PrometheusPageTest, ServicesThatEscapeAlikeAppearOnceAndTheRestAreCounted) {
+  Stage stage({});
+  BatchBuilder b;
+  b.point(b.series("hits", model::Kind::kCounter, {}, "bad\xFF"), 1)
+      .point(b.series("hits", model::Kind::kCounter, {}, "bad\xFE"), 2);
+  (void)stage.merge(b.batch());
+  PrometheusOptions no_host;
+  no_host.host_label = false;
+
+  const Rendered r = render(stage, no_host);
+
+  const std::string line = "hits_total{service=\"bad\xEF\xBF\xBD\"} ";
+  std::size_t lines = 0;
+  for (std::size_t at = r.page.find(line); at != std::string::npos;
+       at = r.page.find(line, at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1U) << r.page;
+  EXPECT_EQ(r.count(HiddenReason::kDuplicate), 1U);
+}
+
 }  // namespace
 }  // namespace shmstats::collector
