@@ -46,6 +46,13 @@ TEST(PrometheusNamesTest, MetricNamesFollowTheMappingTable) {
   EXPECT_EQ(prometheus::metric_name("payload.size", Kind::kHistogram), "payload_size");
 }
 
+// promtool lints a counter family named just "total" ("counter metrics should have "_total"
+// suffix"): the suffix is a word after the name, not the whole name.
+TEST(PrometheusNamesTest, CounterNamedTotalStillGetsTheSuffix) {
+  EXPECT_EQ(prometheus::metric_name("total", model::Kind::kCounter), "total_total");
+  EXPECT_EQ(prometheus::metric_name("Total", model::Kind::kCounter), "total_total");
+}
+
 TEST(PrometheusNamesTest, LabelNamesAvoidReservedAndInvalidForms) {
   EXPECT_EQ(prometheus::label_name("route"), "route");
   EXPECT_EQ(prometheus::label_name("http.method"), "http_method");
