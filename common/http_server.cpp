@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -12,6 +13,8 @@
 #include <set>
 #include <string_view>
 #include <utility>
+
+#include "common/rate_limited_log.h"
 
 namespace shmstats::common {
 
@@ -26,6 +29,8 @@ struct HttpServer::Impl {
   std::set<std::shared_ptr<beast::tcp_stream>> streams;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  asio::steady_timer accept_retry{io};  // the pause after a failed accept
+  RateLimitedLog accept_log{1, std::chrono::seconds(1)};
   std::vector<HttpRoute> routes;
   std::string not_found;  // the 404 body, naming the routes
 
@@ -163,10 +168,25 @@ std::string not_found_text(const std::vector<HttpRoute>& routes) {
 void accept(HttpServer::Impl& server) {
   server.acceptor.async_accept([&server](beast::error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !server.acceptor.is_open()) return;
-    if (!ec) {
-      std::make_shared<Session>(server, std::move(socket))->read();
+    if (ec) {
+      // The pending connection stays in the backlog: accepting again at once fails again (EMFILE
+      // until a descriptor is freed), which spun a core and flooded the log.
+      server.accept_log.log(spdlog::level::warn, "accept", "http: accept failed: {}",
+                            ec.message());
+      server.accept_retry.expires_after(HttpServer::kAcceptRetryDelay);
+      server.accept_retry.async_wait([&server](beast::error_code wait_ec) {
+        if (!wait_ec && server.acceptor.is_open()) accept(server);
+      });
+      return;
+    }
+    if (server.streams.size() >= HttpServer::kMaxConnections) {
+      server.accept_log.log(spdlog::level::warn, "limit",
+                            "http: {} connections open; closing new ones",
+                            HttpServer::kMaxConnections);
+      beast::error_code ignored;
+      socket.close(ignored);
     } else {
-      spdlog::warn("http: accept failed: {}", ec.message());
+      std::make_shared<Session>(server, std::move(socket))->read();
     }
     accept(server);
   });
@@ -224,6 +244,7 @@ void HttpServer::stop() {
   asio::post(impl.io, [&impl] {
     beast::error_code ignored;
     impl.acceptor.close(ignored);
+    impl.accept_retry.cancel();
     for (const auto& stream : impl.streams) stream->socket().close(ignored);
   });
   if (thread_.joinable()) thread_.join();

@@ -12,6 +12,11 @@
 // route table 404 (the query string is ignored). A handler's exception becomes a 500 with its
 // message. stop() closes the listener and every open connection and joins the thread.
 //
+// The process's file descriptors are shared with what the server is beside (segments, sockets of
+// the outputs), so clients cannot take them all: beyond kMaxConnections open connections a new
+// one is closed at once. When accept fails (e.g. EMFILE, the process is out of descriptors), the
+// server waits kAcceptRetryDelay before it accepts again, and logs at most one line a second.
+//
 // Concurrency: the handlers run on the server thread (one request at a time); start() and stop()
 // belong to the owner.
 #pragma once
@@ -45,6 +50,8 @@ class HttpServer {
  public:
   static constexpr std::chrono::seconds kRequestTimeout{5};
   static constexpr std::size_t kMaxHeaderBytes = 8192;
+  static constexpr std::size_t kMaxConnections = 256;
+  static constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
   // Binds host:port (host an IPv4 or IPv6 address; port 0: any free port) and serves `routes` in
   // a thread. Errc::kInvalidOptions for a host that is not an address, an empty table, a path

@@ -145,17 +145,12 @@ shm::Result<std::vector<BucketRule>> parse_bucket_rules(std::string_view text) {
 
 Stage::Stage(StageOptions options) : options_(std::move(options)) {}
 
-const Bounds* Stage::bounds_for(const std::string& name) {
-  if (const auto it = bounds_by_name_.find(name); it != bounds_by_name_.end()) return it->second;
-  const Bounds* chosen = &options_.default_bounds;
+const Bounds* Stage::bounds_for(const std::string& name) const {
+  // Called when a series is made, not per event: no cache (one kept every histogram name seen).
   for (const auto& rule : options_.rules) {
-    if (glob_match(rule.pattern, name)) {
-      chosen = &rule.bounds;
-      break;
-    }
+    if (glob_match(rule.pattern, name)) return &rule.bounds;
   }
-  bounds_by_name_.emplace(name, chosen);
-  return chosen;
+  return &options_.default_bounds;
 }
 
 SeriesState* Stage::state_for(const std::shared_ptr<const model::SeriesDef>& def,
@@ -349,16 +344,21 @@ std::size_t Stage::merge(const model::Batch& batch, Clock::time_point now) {
 
 void Stage::roll(Clock::time_point now) {
   ++counters_.rolls;
-  for (std::size_t i = 0; i < series_.size();) {
-    SeriesState& s = *series_[i];
-    if (now - s.updated > options_.expiry) {
-      by_key_.erase(series_key(*s.def));
-      std::erase_if(by_def_, [&](const auto& entry) { return entry.second.second == &s; });
-      series_[i] = std::move(series_.back());
-      series_.pop_back();
-      ++counters_.series_expired;
-      continue;
-    }
+  // Expired series leave the indexes in one pass over each, however many expire at once (a pass
+  // over the definitions per expired series made a roll quadratic in the series held).
+  std::unordered_set<const SeriesState*> expired;
+  for (const auto& s : series_) {
+    if (now - s->updated > options_.expiry) expired.insert(s.get());
+  }
+  if (!expired.empty()) {
+    std::erase_if(by_def_,
+                  [&](const auto& entry) { return expired.count(entry.second.second) != 0; });
+    for (const SeriesState* s : expired) by_key_.erase(series_key(*s->def));
+    std::erase_if(series_, [&](const auto& s) { return expired.count(s.get()) != 0; });
+    counters_.series_expired += expired.size();
+  }
+  for (const auto& state : series_) {
+    SeriesState& s = *state;
     s.last_seen = s.interval_seen;
     s.last_min = s.interval_min;
     s.last_max = s.interval_max;
@@ -367,7 +367,6 @@ void Stage::roll(Clock::time_point now) {
       s.last_distinct = s.members.size();
       std::unordered_set<std::uint64_t>().swap(s.members);  // give the interval's memory back
     }
-    ++i;
   }
   // Definitions of segments that are gone are held only here now: let them go.
   std::erase_if(by_def_, [](const auto& entry) {

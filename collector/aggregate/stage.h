@@ -129,7 +129,7 @@ class Stage {
 
  private:
   SeriesState* state_for(const std::shared_ptr<const model::SeriesDef>& def, Clock::time_point now);
-  const Bounds* bounds_for(const std::string& name);
+  const Bounds* bounds_for(const std::string& name) const;
   void drop(DropReason reason, std::uint64_t n = 1) noexcept {
     counters_.dropped[static_cast<std::size_t>(reason)] += n;
   }
@@ -144,7 +144,6 @@ class Stage {
   std::unordered_map<const model::SeriesDef*,
                      std::pair<std::shared_ptr<const model::SeriesDef>, SeriesState*>>
       by_def_;
-  std::unordered_map<std::string, const Bounds*> bounds_by_name_;
   StageCounters counters_;
 };
 

@@ -67,7 +67,8 @@ std::string metric_name(std::string_view name, model::Kind kind) {
   if (base.front() >= '0' && base.front() <= '9') base = "n_" + base;
   switch (kind) {
     case model::Kind::kCounter:
-      if (!ends_with_word(base, "total")) base += "_total";
+      // "_total" as a word after the name: a counter named "total" becomes "total_total".
+      if (base == "total" || !ends_with_word(base, "total")) base += "_total";
       break;
     case model::Kind::kTiming:
       base += "_seconds";

@@ -5,7 +5,7 @@
 //     '_' at either end is dropped;
 //   - camelCase becomes snake_case ("cacheHits" -> "cache_hits", "HTTPErrors" -> "http_errors");
 //   - a leading digit gets the prefix "n_" ("5xx" -> "n_5xx"); an empty result is "unnamed";
-//   - counters end in "_total" (added unless already there);
+//   - counters end in "_total" (added unless already there; "total" alone becomes "total_total");
 //   - timings are seconds: a trailing unit word (ms, msec, millis, milliseconds, s, sec, secs,
 //     seconds) is dropped and "_seconds" added ("db.query.ms" -> "db_query_seconds");
 //   - sets are gauges of the distinct members of the last interval, named as given.

@@ -34,7 +34,7 @@ struct Entry {
   std::string family;
   text::MetricType type = text::MetricType::kGauge;
   std::vector<std::pair<std::string, std::string>> labels;  // sorted by name
-  std::string labels_key;                                    // labels, joined, for sorting
+  std::string labels_key;  // labels as the page writes them, joined: sorting, duplicates
   std::string original;  // service, name and tags as pushed: the tie-break
 };
 
@@ -131,10 +131,12 @@ std::string render_page(const aggregate::Stage& stage, const PrometheusOptions& 
     e.family = prometheus::metric_name(state->def->name, state->kind);
     e.type = type_of(state->kind);
     e.labels = labels_of(*state->def, options);
+    // The key is the labels as written: values that differ only in bytes that are not UTF-8
+    // are written alike (common/prometheus_text.h), so they are one series on the page.
     for (const auto& [k, v] : e.labels) {
       e.labels_key += k;
       e.labels_key += '\0';
-      e.labels_key += v;
+      e.labels_key += text::escape_label_value(v);
       e.labels_key += '\0';
     }
     e.original = original_of(*state->def);

@@ -7,13 +7,20 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace shmstats::common {
 namespace {
@@ -317,6 +324,82 @@ TEST(HttpServerTest, StartRejectsAnEmptyOrMalformedRouteTable) {
   EXPECT_NE(twice.error().message.find("twice"), std::string::npos);
   ASSERT_FALSE(no_handler);
   EXPECT_EQ(no_handler.error().code, shm::Errc::kInvalidOptions);
+}
+
+TEST(HttpServerTest, ConnectionsBeyondTheLimitAreClosedAndTheOthersStillServed) {
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  std::vector<std::unique_ptr<RawClient>> open;
+  for (std::size_t i = 0; i < HttpServer::kMaxConnections; ++i) {
+    open.push_back(std::make_unique<RawClient>(sut->port()));
+    ASSERT_TRUE(open.back()->connected());
+  }
+
+  RawClient extra(sut->port());
+  const std::string refused = extra.read_until_closed(kReplyTimeout);
+  open.front()->send(get("/metrics"));
+  const std::string served = open.front()->read_until_closed(kReplyTimeout);
+
+  EXPECT_TRUE(extra.closed());
+  EXPECT_TRUE(refused.empty()) << refused;
+  EXPECT_EQ(served.rfind("HTTP/1.1 200", 0), 0U) << served;
+}
+
+// The lowest free descriptor number: what the next socket or accept gets.
+int lowest_free_fd() {
+  const int fd = ::dup(STDIN_FILENO);
+  if (fd >= 0) ::close(fd);
+  return fd;
+}
+
+std::size_t count_lines_with(const std::string& text, const std::string& part) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// An accept that fails for lack of descriptors (EMFILE) used to be retried at once, forever: one
+// core spun and the log took about 300000 lines a second until a descriptor was freed.
+TEST(HttpServerTest, AcceptOutOfDescriptorsPausesAndLogsOnceThenRecovers) {
+  std::ostringstream out;
+  auto logger = std::make_shared<spdlog::logger>(
+      "http_server_test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  logger->set_pattern("%v");
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(logger);
+  auto sut = start_server();
+  ASSERT_NE(sut, nullptr);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int free_fd = lowest_free_fd();
+  ASSERT_GE(free_fd, 0);
+  // Room for exactly the client's socket: the server's accept of it gets EMFILE.
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(free_fd) + 1;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  RawClient client(sut->port());
+  constexpr std::string_view kFailed = "accept failed";
+  const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
+  while (out.str().find(kFailed) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  // Not a synchronisation: the window in which a spinning accept would write many lines.
+  constexpr auto kObserved = 500ms;
+  std::this_thread::sleep_for(kObserved);
+  const std::string logged = out.str();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  client.send(get("/metrics"));
+  const std::string reply = client.read_until_closed(kReplyTimeout);
+  sut->stop();
+  spdlog::set_default_logger(previous);
+
+  ASSERT_TRUE(client.connected());
+  EXPECT_EQ(count_lines_with(logged, std::string(kFailed)), 1U) << logged.substr(0, 400);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200", 0), 0U) << reply;
 }
 
 }  // namespace

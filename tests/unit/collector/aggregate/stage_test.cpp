@@ -253,5 +253,29 @@ TEST(AggregationStageTest, GlobMatchesStarsAnywhere) {
   EXPECT_FALSE(glob_match("http.*", "https.x"));
 }
 
+// Expiry looked up each expired series' definitions with a pass over every definition held: a
+// roll that expired n series took n * n steps (about 10^10 for the default cap of 100000).
+TEST(AggregationStageTest, ExpiringManySeriesAtOnceLeavesNoStateBehind) {
+  constexpr std::size_t kSeries = 20000;
+  StageOptions options;
+  options.expiry = std::chrono::seconds(60);
+  options.max_series = kSeries;
+  Stage sut(options);
+  BatchBuilder b;
+  for (std::size_t i = 0; i < kSeries; ++i) {
+    b.point(b.series("h" + std::to_string(i), model::Kind::kHistogram), 1);
+  }
+  const auto t0 = Clock::now();
+  (void)sut.merge(b.batch(), t0);
+  const std::size_t held = sut.memory_estimate();
+
+  sut.roll(t0 + std::chrono::seconds(61));
+
+  EXPECT_GT(held, 0U);
+  EXPECT_TRUE(sut.series().empty());
+  EXPECT_EQ(sut.counters().series_expired, kSeries);
+  EXPECT_EQ(sut.memory_estimate(), 0U);
+}
+
 }  // namespace
 }  // namespace shmstats::collector::aggregate

@@ -46,6 +46,13 @@ TEST(PrometheusNamesTest, MetricNamesFollowTheMappingTable) {
   EXPECT_EQ(prometheus::metric_name("payload.size", Kind::kHistogram), "payload_size");
 }
 
+// promtool lints a counter family named just "total" ("counter metrics should have "_total"
+// suffix"): the suffix is a word after the name, not the whole name.
+TEST(PrometheusNamesTest, CounterNamedTotalStillGetsTheSuffix) {
+  EXPECT_EQ(prometheus::metric_name("total", model::Kind::kCounter), "total_total");
+  EXPECT_EQ(prometheus::metric_name("Total", model::Kind::kCounter), "total_total");
+}
+
 TEST(PrometheusNamesTest, LabelNamesAvoidReservedAndInvalidForms) {
   EXPECT_EQ(prometheus::label_name("route"), "route");
   EXPECT_EQ(prometheus::label_name("http.method"), "http_method");
@@ -185,6 +192,29 @@ TEST(PrometheusPageTest, LabelValuesAreEscaped) {
   const Rendered r = render(stage, bare);
 
   EXPECT_TRUE(has_line(r.page, "hits_total{q=\"a\\\"b\\\\c\"} 1")) << r.page;
+}
+
+// A service name is untrusted bytes (a segment's header): two that differ only in bytes that are
+// not UTF-8 are written as the same label value, so they are one series on the page.
+TEST(PrometheusPageTest, ServicesThatEscapeAlikeAppearOnceAndTheRestAreCounted) {
+  Stage stage({});
+  BatchBuilder b;
+  b.point(b.series("hits", model::Kind::kCounter, {}, "bad\xFF"), 1)
+      .point(b.series("hits", model::Kind::kCounter, {}, "bad\xFE"), 2);
+  (void)stage.merge(b.batch());
+  PrometheusOptions no_host;
+  no_host.host_label = false;
+
+  const Rendered r = render(stage, no_host);
+
+  const std::string line = "hits_total{service=\"bad\xEF\xBF\xBD\"} ";
+  std::size_t lines = 0;
+  for (std::size_t at = r.page.find(line); at != std::string::npos;
+       at = r.page.find(line, at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1U) << r.page;
+  EXPECT_EQ(r.count(HiddenReason::kDuplicate), 1U);
 }
 
 }  // namespace
