@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <stdexcept>
 
 #include "collector/exporters/registry.h"
 #include "common/endpoint.h"
@@ -37,6 +38,14 @@ shm::Result<T> parse_number(const std::string& text, T max) {
   auto n = parse_uint(text, static_cast<std::uint64_t>(max));
   if (!n) return n.error();
   return static_cast<T>(n.value());
+}
+
+// A key every output has (registry.h), by name.
+const OptionSpec& common_option(std::string_view key) {
+  for (const auto& o : common_output_options()) {
+    if (o.key == key) return o;
+  }
+  throw std::logic_error("no common output key " + std::string(key));
 }
 
 // Legacy spellings of output keys: the key as it was before outputs had their own keys.
@@ -108,33 +117,36 @@ const std::map<std::string, GlobalKey>& global_keys() {
                                    return shm::success();
                                  },
                                  "collect group-writable (0660) segments, default false"};
+    // The defaults of every output's breaker_failures, breaker_open and queue: checked by the
+    // outputs' own declarations of those keys (registry.cpp), so the ranges are written once.
+    const Config defaults;
     s["breaker_failures"] = {
         [](Config& c, const std::string& v) -> shm::Result<void> {
-          auto n = parse_number<std::uint32_t>(v, 1000);
-          if (!n || n.value() < 1) return invalid("must be 1 to 1000");
-          c.breaker_failures = n.value();
+          if (auto r = check_option(common_option(kCommonBreakerFailuresKey), v); !r) return r;
+          c.breaker_failures = static_cast<std::uint32_t>(parse_uint(v, 0xFFFFFFFFU).value());
           return shm::success();
         },
-        "consecutive send failures that open a circuit, default 5 (every output's default)"};
+        fmt::format("consecutive send failures that open a circuit, default {} (every output's "
+                    "default)",
+                    defaults.breaker_failures)};
     s["breaker_open"] = {
         [](Config& c, const std::string& v) -> shm::Result<void> {
-          auto d = parse_duration(v);
-          if (!d) return d.error();
-          if (d.value().count() < 1 || d.value() > std::chrono::hours(1)) {
-            return invalid("must be 1ms to 60m");
-          }
-          c.breaker_open = d.value();
+          if (auto r = check_option(common_option(kCommonBreakerOpenKey), v); !r) return r;
+          c.breaker_open = parse_duration(v).value();
           return shm::success();
         },
-        "how long a circuit stays open before a probe, default 2s (every output's default)"};
+        fmt::format("how long a circuit stays open before a probe, default {}ms (every output's "
+                    "default)",
+                    defaults.breaker_open.count())};
     s["exporter_queue"] = {
         [](Config& c, const std::string& v) -> shm::Result<void> {
-          auto n = parse_number<std::size_t>(v, 100000);
-          if (!n || n.value() < 1) return invalid("must be 1 to 100000");
-          c.exporter_queue = n.value();
+          if (auto r = check_option(common_option(kCommonQueueKey), v); !r) return r;
+          c.exporter_queue = static_cast<std::size_t>(parse_uint(v, ~std::uint64_t{0}).value());
           return shm::success();
         },
-        "batches an output may queue before it drops, default 64 (every output's default)"};
+        fmt::format("batches an output may queue before it drops, default {} (every output's "
+                    "default)",
+                    defaults.exporter_queue)};
     s["shutdown_timeout"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
                                auto d = parse_duration(v);
                                if (!d) return d.error();

@@ -83,7 +83,8 @@ void ExporterRunner::send_one(const Batch& batch) {
     return;
   }
   account(r);
-  if (latency_ != nullptr && r.events_sent > 0) {
+  // Latency ends where an output hands the event on: sent, or merged into its state.
+  if (latency_ != nullptr && r.events_sent + r.events_merged > 0) {
     timespec ts{};
     clock_gettime(CLOCK_REALTIME, &ts);
     const std::int64_t now = ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;

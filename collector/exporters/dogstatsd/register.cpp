@@ -5,6 +5,14 @@
 #include "collector/exporters/registry.h"
 
 namespace shmstats::collector::outputs {
+namespace {
+
+// The defaults are those of the options the factory fills, written once there.
+const DogStatsdOptions kDefaults{};
+
+const char* text_of(bool b) { return b ? "true" : "false"; }
+
+}  // namespace
 
 const ExporterType& dogstatsd() {
   static const ExporterType type{
@@ -19,17 +27,17 @@ const ExporterType& dogstatsd() {
                .required = true},
               {.key = "max_bytes",
                .kind = OptionKind::kUint,
-               .default_value = std::to_string(kDogStatsdDefaultPayloadBytes),
+               .default_value = std::to_string(kDefaults.max_payload_bytes),
                .help = "datagram payload limit in bytes",
                .min = kDogStatsdMinPayloadBytes,
                .max = kDogStatsdMaxDatagramBytes},
               {.key = "multi_value",
                .kind = OptionKind::kBool,
-               .default_value = "false",
+               .default_value = text_of(kDefaults.multi_value),
                .help = "pack name:1:2:3 multi-value lines (the peer must accept them)"},
               {.key = "service_tag",
                .kind = OptionKind::kBool,
-               .default_value = "true",
+               .default_value = text_of(kDefaults.add_service_tag),
                .help = "add a service:<name> tag to every line"},
           },
       .create = [](const OptionValues& v,

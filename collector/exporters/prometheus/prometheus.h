@@ -38,8 +38,9 @@
 namespace shmstats::collector {
 
 struct PrometheusOptions {
+  // The defaults below are the keys' defaults too (register.cpp declares them from these).
   std::string name = "prometheus";
-  std::string listen = "127.0.0.1:9103";
+  std::string listen;                         // required: no default
   std::chrono::milliseconds interval{10000};  // sets' and min/max intervals, expiry checks
   aggregate::StageOptions stage;
   bool service_label = true;

@@ -14,6 +14,11 @@ std::string bounds_text(const aggregate::Bounds& bounds) {
   return text;
 }
 
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+
+// The defaults are those of the options the factory fills, written once there.
+const PrometheusOptions kDefaults{};
+
 }  // namespace
 
 const ExporterType& prometheus() {
@@ -29,31 +34,31 @@ const ExporterType& prometheus() {
                .required = true},
               {.key = "interval",
                .kind = OptionKind::kDuration,
-               .default_value = "10s",
+               .default_value = ms(kDefaults.interval),
                .help = "interval of sets' distinct counts and of expiry checks",
                .min = 100,
                .max = 3'600'000},
               {.key = "expiry",
                .kind = OptionKind::kDuration,
-               .default_value = "5m",
+               .default_value = ms(kDefaults.stage.expiry),
                .help = "a series not updated for this long leaves the page",
                .min = 1000,
                .max = 7 * 86'400'000ULL},
               {.key = "max_series",
                .kind = OptionKind::kUint,
-               .default_value = "100000",
+               .default_value = std::to_string(kDefaults.stage.max_series),
                .help = "series held at most; events of further series are refused and counted",
                .min = 1,
                .max = 10'000'000},
               {.key = "max_set_members",
                .kind = OptionKind::kUint,
-               .default_value = "100000",
+               .default_value = std::to_string(kDefaults.stage.max_set_members),
                .help = "distinct members a set holds per interval",
                .min = 1,
                .max = 10'000'000},
               {.key = "default_buckets",
                .kind = OptionKind::kText,
-               .default_value = bounds_text(aggregate::default_bounds()),
+               .default_value = bounds_text(kDefaults.stage.default_bounds),
                .help = "bucket upper bounds of histograms and timings (timings in seconds)",
                .max = 4096,
                .check = [](const std::string& v) -> shm::Result<void> {
@@ -72,11 +77,11 @@ const ExporterType& prometheus() {
                }},
               {.key = "service_label",
                .kind = OptionKind::kBool,
-               .default_value = "true",
+               .default_value = kDefaults.service_label ? "true" : "false",
                .help = "add a service label (a tag named service wins)"},
               {.key = "host_label",
                .kind = OptionKind::kBool,
-               .default_value = "true",
+               .default_value = kDefaults.host_label ? "true" : "false",
                .help = "add a host label (a tag named host wins)"},
           },
       .create = [](const OptionValues& v,

@@ -3,6 +3,12 @@
 #include "collector/exporters/tally/tally.h"
 
 namespace shmstats::collector::outputs {
+namespace {
+
+// The defaults are those of the options the factory fills, written once there.
+const TallyOptions kDefaults{};
+
+}  // namespace
 
 const ExporterType& tally() {
   static const ExporterType type{
@@ -18,13 +24,13 @@ const ExporterType& tally() {
                .required = true},
               {.key = "flush_interval",
                .kind = OptionKind::kDuration,
-               .default_value = "1000",
+               .default_value = std::to_string(kDefaults.flush_interval.count()),
                .help = "how often the file is written, in ms or with a unit",
                .min = 10,
                .max = 3'600'000},
               {.key = "max_series",
                .kind = OptionKind::kUint,
-               .default_value = "100000",
+               .default_value = std::to_string(kDefaults.max_series),
                .help = "series held at most; events of further series are dropped",
                .min = 1,
                .max = 10'000'000},

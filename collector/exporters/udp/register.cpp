@@ -20,7 +20,7 @@ const ExporterType& udp() {
                .required = true},
               {.key = "max_datagram_bytes",
                .kind = OptionKind::kUint,
-               .default_value = "0",
+               .default_value = std::to_string(UdpExporterOptions{}.max_datagram_bytes),
                .help = "largest datagram in bytes",
                .min = proto::kMinDatagramBytes,
                .max = proto::kMaxDatagramBytesIpv4,
