@@ -894,7 +894,7 @@ void BM_PrometheusRender(benchmark::State& state) {
   collector::aggregate::Stage stage({});
   (void)stage.merge(make_batch(defs, count));
   collector::PrometheusOptions options;
-  options.host = std::string(kHost);
+  options.view.host = std::string(kHost);
   std::uint64_t hidden[collector::kHiddenReasonCount] = {};
   std::size_t bytes = 0;
   RegionTimer timer;

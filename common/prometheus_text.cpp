@@ -196,6 +196,23 @@ std::string Value::text() const {
   return negative_ ? fmt::format("-{}", magnitude_) : fmt::format("{}", magnitude_);
 }
 
+std::string valid_utf8(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  while (!value.empty()) {
+    std::size_t bad = 0;
+    const std::size_t length = utf8_sequence(value, &bad);
+    if (length == 0) {
+      out += kReplacementCharacter;
+      value.remove_prefix(bad);
+      continue;
+    }
+    out += value.substr(0, length);
+    value.remove_prefix(length);
+  }
+  return out;
+}
+
 std::string escape_label_value(std::string_view value) {
   std::string out;
   out.reserve(value.size());

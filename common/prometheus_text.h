@@ -61,6 +61,9 @@ class Value {
   std::uint64_t magnitude_ = 0;
 };
 
+// `value` with every byte that is not part of valid UTF-8 replaced by U+FFFD, nothing escaped (for
+// label values that go into protobuf, whose strings must be UTF-8).
+std::string valid_utf8(std::string_view value);
 // `value` escaped for the inside of a label value's quotes, invalid UTF-8 replaced by U+FFFD.
 std::string escape_label_value(std::string_view value);
 // `help` escaped for a HELP line (backslash and newline).

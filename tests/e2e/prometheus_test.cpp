@@ -315,7 +315,7 @@ TEST(PrometheusOutputTest, MappedNamesPassPromtoolWithoutLintProblems) {
   (void)stage.merge(b.batch());
   stage.roll();
   collector::PrometheusOptions options;
-  options.host = "host-1";
+  options.view.host = "host-1";
   std::uint64_t hidden[collector::kHiddenReasonCount] = {};
 
   const std::string page = collector::render_page(stage, options, hidden);

@@ -32,6 +32,7 @@
 
 #include "collector/aggregate/stage.h"
 #include "collector/exporter.h"
+#include "collector/exporters/prometheus/view.h"
 #include "common/http_server.h"
 #include "shm/result.h"
 
@@ -43,14 +44,8 @@ struct PrometheusOptions {
   std::string listen;                         // required: no default
   std::chrono::milliseconds interval{10000};  // sets' and min/max intervals, expiry checks
   aggregate::StageOptions stage;
-  bool service_label = true;
-  bool host_label = true;
-  std::string host;  // the host label's value
+  ViewOptions view;  // labels: service, host
 };
-
-enum class HiddenReason : int { kKindConflict = 0, kReservedName = 1, kDuplicate = 2, kCount = 3 };
-inline constexpr std::size_t kHiddenReasonCount = static_cast<std::size_t>(HiddenReason::kCount);
-const char* to_string(HiddenReason reason) noexcept;
 
 // Renders the stage as a page; `hidden` receives, per reason, the series left off it.
 std::string render_page(const aggregate::Stage& stage, const PrometheusOptions& options,

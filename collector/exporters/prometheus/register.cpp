@@ -77,18 +77,18 @@ const ExporterType& prometheus() {
                }},
               {.key = "service_label",
                .kind = OptionKind::kBool,
-               .default_value = kDefaults.service_label ? "true" : "false",
+               .default_value = kDefaults.view.service_label ? "true" : "false",
                .help = "add a service label (a tag named service wins)"},
               {.key = "host_label",
                .kind = OptionKind::kBool,
-               .default_value = kDefaults.host_label ? "true" : "false",
+               .default_value = kDefaults.view.host_label ? "true" : "false",
                .help = "add a host label (a tag named host wins)"},
           },
       .create = [](const OptionValues& v,
                    const ExporterContext& context) -> shm::Result<std::unique_ptr<Exporter>> {
         PrometheusOptions o;
         o.name = context.instance_name;
-        o.host = context.host;
+        o.view.host = context.host;
         o.listen = v.text("listen");
         o.interval = v.duration("interval");
         o.stage.expiry = v.duration("expiry");
@@ -100,8 +100,8 @@ const ExporterType& prometheus() {
         auto rules = aggregate::parse_bucket_rules(v.text("buckets"));
         if (!rules) return rules.error();
         o.stage.rules = std::move(rules).value();
-        o.service_label = v.boolean("service_label");
-        o.host_label = v.boolean("host_label");
+        o.view.service_label = v.boolean("service_label");
+        o.view.host_label = v.boolean("host_label");
         auto e = PrometheusExporter::create(std::move(o));
         if (!e) return e.error();
         return std::unique_ptr<Exporter>(std::move(e).value());

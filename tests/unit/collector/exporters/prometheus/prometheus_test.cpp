@@ -21,7 +21,7 @@ struct Rendered {
 
 Rendered render(const Stage& stage, PrometheusOptions options = {}) {
   Rendered r;
-  options.host = "h1";
+  options.view.host = "h1";
   r.page = render_page(stage, options, r.hidden);
   return r;
 }
@@ -93,7 +93,7 @@ TEST(PrometheusPageTest, TimingIsAHistogramInSecondsWithCumulativeBuckets) {
   b.point(t, 5).point(t, 50).point(t, 500);
   (void)stage.merge(b.batch());
   PrometheusOptions page_options;
-  page_options.host_label = false;
+  page_options.view.host_label = false;
 
   const Rendered r = render(stage, page_options);
 
@@ -111,7 +111,7 @@ TEST(PrometheusPageTest, OwnServiceTagWinsAndLabelsCanBeSwitchedOff) {
   b.point(b.series("hits", model::Kind::kCounter, {{"service", "own"}}, "segment"), 1);
   (void)stage.merge(b.batch());
   PrometheusOptions no_host;
-  no_host.host_label = false;
+  no_host.view.host_label = false;
 
   const Rendered r = render(stage, no_host);
 
@@ -125,7 +125,7 @@ TEST(PrometheusPageTest, TagKeysThatMeetAfterMappingAreNumberedInOriginalOrder) 
   b.point(b.series("hits", model::Kind::kCounter, {{"a-b", "1"}, {"a.b", "2"}, {"a_b", "3"}}), 1);
   (void)stage.merge(b.batch());
   PrometheusOptions bare;
-  bare.host_label = bare.service_label = false;
+  bare.view.host_label = bare.view.service_label = false;
 
   const Rendered r = render(stage, bare);
 
@@ -187,7 +187,7 @@ TEST(PrometheusPageTest, LabelValuesAreEscaped) {
   b.point(b.series("hits", model::Kind::kCounter, {{"q", "a\"b\\c"}}), 1);
   (void)stage.merge(b.batch());
   PrometheusOptions bare;
-  bare.host_label = bare.service_label = false;
+  bare.view.host_label = bare.view.service_label = false;
 
   const Rendered r = render(stage, bare);
 
@@ -203,7 +203,7 @@ TEST(PrometheusPageTest, ServicesThatEscapeAlikeAppearOnceAndTheRestAreCounted) 
       .point(b.series("hits", model::Kind::kCounter, {}, "bad\xFE"), 2);
   (void)stage.merge(b.batch());
   PrometheusOptions no_host;
-  no_host.host_label = false;
+  no_host.view.host_label = false;
 
   const Rendered r = render(stage, no_host);
 
