@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "collector/exporters/prometheus/prometheus.h"
+#include "tests/support/peers.h"
 #include "tests/support/pipeline.h"
 #include "tests/support/support.h"
 #include "tests/unit/collector/batch_builder.h"
@@ -30,6 +31,9 @@ using testing::SegmentGuard;
 using testing::TempDir;
 using testing::unique_prefix;
 using testing::wait_until;
+using testing::add_report;
+using testing::Pushed;
+using testing::run_loadgen;
 using namespace std::chrono_literals;
 
 constexpr auto kWait = 90s;
@@ -61,89 +65,6 @@ Collector start_collector(const std::string& prefix, const std::vector<std::stri
   return c;
 }
 
-// Runs loadgen to its end and returns its JSON report (an empty object on failure).
-json run_loadgen(const std::string& prefix, const std::string& report_file,
-                 const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {SHMSTATS_LOADGEN_BIN, "--prefix", prefix, "--json-out",
-                                   report_file, "--hold-ms", "300"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto loadgen = ChildProcess::spawn(argv);
-  const std::string out = loadgen.read_all(true);
-  EXPECT_EQ(loadgen.wait(60s), 0) << out;
-  std::ifstream in(report_file);
-  json report = json::parse(in, nullptr, false);
-  return report.is_object() ? report : json::object();
-}
-
-// What the producers of one or more loadgen runs pushed per series: accepted events, their sum
-// and (gauges) the last value.
-struct Pushed {
-  std::string kind;
-  double accepted = 0;
-  double sum = 0;
-};
-
-void add_report(const json& report, std::map<std::string, Pushed>& pushed) {
-  ASSERT_TRUE(report.contains("series")) << report.dump();
-  for (const auto& s : report.at("series")) {
-    Pushed& p = pushed[s.at("name").get<std::string>()];
-    p.kind = s.at("kind").get<std::string>();
-    p.accepted += s.at("accepted").get<double>();
-    p.sum += s.at("accepted_sum").get<double>();
-  }
-}
-
-// Prometheus 2.42 from the peers directory, its data under `dir`, scraping `target`.
-class PrometheusPeer {
- public:
-  PrometheusPeer(const TempDir& dir, const std::string& target) : dir_(dir) {
-    const fs::path peers = SHMSTATS_PEER_SCRIPTS_DIR;
-    if (!fs::exists(peers / "start-prometheus.sh")) {
-      ADD_FAILURE() << "the real Prometheus peer is required: no start-prometheus.sh in " << peers;
-      return;
-    }
-    stop_script_ = (peers / "stop.sh").string();
-    pidfile_ = dir.file("prometheus.pid");
-    port_ = testing::free_tcp_port();
-    // TMPDIR: the script's data directory lands in `dir`, which the test removes.
-    auto start = ChildProcess::spawn({"/bin/bash", (peers / "start-prometheus.sh").string(),
-                                      std::to_string(port_), target, pidfile_},
-                                     {"TMPDIR=" + dir.file("")});
-    started_ = start.wait(60s) == 0;
-    EXPECT_TRUE(started_) << "start-prometheus.sh failed; log:\n"
-                          << testing::file_text(dir.file("prometheus.log"));
-  }
-  ~PrometheusPeer() {
-    if (stop_script_.empty()) return;
-    auto stop = ChildProcess::spawn({"/bin/bash", stop_script_, pidfile_});
-    (void)stop.wait(30s);
-  }
-  PrometheusPeer(const PrometheusPeer&) = delete;
-  PrometheusPeer& operator=(const PrometheusPeer&) = delete;
-  bool started() const { return started_; }
-
-  // Value of the one series `metric` (a name, no selector) has, or NaN if it has not exactly one.
-  double query_one(const std::string& metric, std::string* raw = nullptr) const {
-    const std::string body = http_get(port_, "/api/v1/query?query=" + metric);
-    if (raw != nullptr) *raw = body;
-    const json j = json::parse(body, nullptr, false);
-    if (j.is_discarded() || j.value("status", "") != "success") return std::nan("");
-    const auto& result = j["data"]["result"];
-    if (!result.is_array() || result.size() != 1) return std::nan("");
-    return std::stod(result[0]["value"][1].get<std::string>());
-  }
-  json query(const std::string& metric) const {
-    return json::parse(http_get(port_, "/api/v1/query?query=" + metric), nullptr, false);
-  }
-
- private:
-  const TempDir& dir_;
-  std::string stop_script_;
-  std::string pidfile_;
-  std::uint16_t port_ = 0;
-  bool started_ = false;
-};
-
 std::string promtool_check(const std::string& page, const TempDir& dir) {
   const std::string file = dir.file("page.txt");
   std::ofstream(file) << page;
@@ -168,67 +89,31 @@ TEST(PrometheusOutputTest, RealPrometheusHoldsExactlyWhatTheProducersPushed) {
   auto collector = start_collector(guard.prefix(), {"--prometheus-interval", "500ms"});
   ASSERT_NE(collector.scrape_port, 0);
   ASSERT_NE(collector.http_port, 0);
-  PrometheusPeer prometheus(dir, "127.0.0.1:" + std::to_string(collector.scrape_port));
+  testing::Peer prometheus("start-prometheus.sh",
+                           "127.0.0.1:" + std::to_string(collector.scrape_port), dir, "prometheus");
   ASSERT_TRUE(prometheus.started());
 
   std::map<std::string, Pushed> pushed;
   // Run 1: 3 processes x 2 threads, 8 series, rings large enough that nothing folds.
   const json paced = run_loadgen(
-      guard.prefix(), dir.file("paced.json"),
+      SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("paced.json"),
       {"--processes", "3", "--threads", "2", "--series", "8", "--events-per-thread",
        std::to_string(kEventsPerThread), "--rate", "20000", "--ring-capacity", "65536"});
   ASSERT_NO_FATAL_FAILURE(add_report(paced, pushed));
   ASSERT_EQ(paced.at("totals").at("refused").get<std::uint64_t>(), 0U);
   // Run 2: series s0..s2 only (no gauge), unpaced into 64-slot rings: many values fold.
   const json folded = run_loadgen(
-      guard.prefix(), dir.file("folded.json"),
+      SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("folded.json"),
       {"--processes", "2", "--threads", "2", "--series", "3", "--events-per-thread", "20000",
        "--ring-capacity", "64", "--overflow", "fold"});
   ASSERT_NO_FATAL_FAILURE(add_report(folded, pushed));
   ASSERT_EQ(folded.at("totals").at("refused").get<std::uint64_t>(), 0U);
 
   const double gauge_last = (kEventsPerThread - 1) % 500;
-  std::map<std::string, double> got;
-  std::string last_raw;
-  ASSERT_TRUE(wait_until(
-      [&] {
-        got.clear();
-        for (const auto& [name, p] : pushed) {
-          const std::string base = "loadgen_" + name.substr(std::string("loadgen.").size());
-          if (p.kind == "counter") {
-            got[name + " total"] = prometheus.query_one(base + "_total", &last_raw);
-            if (got[name + " total"] != p.sum) return false;
-          } else if (p.kind == "gauge") {
-            got[name + " value"] = prometheus.query_one(base, &last_raw);
-            if (got[name + " value"] != gauge_last) return false;
-          } else {
-            const std::string metric = p.kind == "timing" ? base + "_seconds" : base;
-            got[name + " count"] = prometheus.query_one(metric + "_count", &last_raw);
-            if (got[name + " count"] != p.accepted) return false;
-          }
-        }
-        return true;
-      },
-      kWait, [&] {
-        std::string s;
-        for (const auto& [k, v] : got) s += k + "=" + std::to_string(v) + " ";
-        return s + "\nlast answer: " + last_raw;
-      }));
-
-  // Sums: counters exactly above (whole numbers). Histogram and timing values are tenths, whose
-  // sum in doubles depends on the order of addition (the producers' and the collector's differ):
-  // they are compared to the 0.1 the producers pushed (timings in seconds: to the 0.1 ms).
-  for (const auto& [name, p] : pushed) {
-    const std::string base = "loadgen_" + name.substr(std::string("loadgen.").size());
-    if (p.kind == "histogram") {
-      EXPECT_EQ(std::llround(prometheus.query_one(base + "_sum") * 10), std::llround(p.sum * 10))
-          << name;
-    } else if (p.kind == "timing") {
-      EXPECT_EQ(std::llround(prometheus.query_one(base + "_seconds_sum") * 1e4),
-                std::llround(p.sum * 10))
-          << name;
-    }
-  }
+  std::string last;
+  ASSERT_TRUE(wait_until([&] { return testing::store_holds_counts(prometheus, pushed, gauge_last, last); },
+                         kWait, [&] { return last; }));
+  testing::expect_sums(prometheus, pushed);
   // One series per name, with the labels the README promises.
   const json series = prometheus.query("loadgen_s0_total");
   ASSERT_EQ(series["data"]["result"].size(), 1U) << series.dump();
@@ -260,7 +145,7 @@ TEST(PrometheusOutputTest, CardinalityCapAndExpiryShowOnTheCollectorsMetrics) {
       guard.prefix(), {"--prometheus-max-series", std::to_string(kCap), "--prometheus-expiry",
                        "1s", "--prometheus-interval", "200ms"});
   ASSERT_NE(collector.scrape_port, 0);
-  const json report = run_loadgen(guard.prefix(), dir.file("run.json"),
+  const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("run.json"),
                                   {"--processes", "1", "--threads", "1", "--series",
                                    std::to_string(kSeries), "--events-per-thread", "10",
                                    "--kinds", "counter", "--ring-capacity", "1024"});
