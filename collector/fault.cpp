@@ -33,6 +33,7 @@ class HangingExporter final : public Exporter {
 FaultOptions FaultOptions::from_environment() {
   FaultOptions faults;
   if (const char* name = std::getenv(kFaultHangExporterEnv)) faults.hang_exporter = name;
+  if (const char* name = std::getenv(kFaultCorruptRequestsEnv)) faults.corrupt_requests = name;
   return faults;
 }
 

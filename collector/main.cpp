@@ -65,8 +65,10 @@ int run(int argc, char** argv) {
   // Fault injection (collector/fault.h) for the fault tests only; off unless set.
   const FaultOptions faults = FaultOptions::from_environment();
   if (faults.any()) {
-    spdlog::warn("fault injection ({}): exporter {} hangs in send", kFaultHangExporterEnv,
-                 faults.hang_exporter);
+    spdlog::warn("fault injection: exporter \"{}\" hangs in send ({}); output \"{}\" sends corrupt "
+                 "requests ({})",
+                 faults.hang_exporter, kFaultHangExporterEnv, faults.corrupt_requests,
+                 kFaultCorruptRequestsEnv);
   }
   // One runner per configured output (collector/exporters/registry.h); latency is recorded by
   // the first only, so events are not counted twice.

@@ -194,8 +194,10 @@ class StatsdE2eTest : public ::testing::Test {
 
   // Starts StatsD on the fixture's ports (again, after stop_statsd()).
   void start_statsd() {
+    // TMPDIR: the script's config file (mktemp) lands in the test's directory, removed with it.
     auto start = ChildProcess::spawn({"/bin/bash", start_script_, std::to_string(udp_port_),
-                                      std::to_string(admin_port_), pidfile_.string()});
+                                      std::to_string(admin_port_), pidfile_.string()},
+                                     {"TMPDIR=" + dir_.path().string()});
     started_ = true;
     const int status = start.wait(kStartTimeout);
     ASSERT_EQ(status, 0) << "start-statsd.sh failed; log:\n" << read_file(log_path());

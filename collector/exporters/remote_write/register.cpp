@@ -3,6 +3,7 @@
 #include "collector/exporters/prometheus/keys.h"
 #include "collector/exporters/registry.h"
 #include "collector/exporters/remote_write/remote_write.h"
+#include "collector/fault.h"
 
 namespace shmstats::collector::outputs {
 namespace {
@@ -118,6 +119,7 @@ const ExporterType& remote_write() {
           if (!headers) return headers.error();
           o.headers = std::move(headers).value();
           if (auto r = apply_aggregation_keys(v, o.stage, o.view); !r) return r.error();
+          o.fault_corrupt_bodies = FaultOptions::from_environment().corrupt_requests == o.name;
           auto e = RemoteWriteExporter::create(std::move(o));
           if (!e) return e.error();
           return std::unique_ptr<Exporter>(std::move(e).value());

@@ -260,7 +260,11 @@ SendResult RemoteWriteExporter::flush() {
   std::deque<Pending> ready;
   for (const EncodedRequest& request : bodies) {
     Pending p;
-    snappy::Compress(request.body.data(), request.body.size(), &p.body);
+    if (options_.fault_corrupt_bodies) {
+      p.body = request.body;  // fault injection (collector/fault.h): not snappy
+    } else {
+      snappy::Compress(request.body.data(), request.body.size(), &p.body);
+    }
     p.samples = request.samples;
     ready.push_back(std::move(p));
   }

@@ -59,6 +59,7 @@ struct RemoteWriteOptions {
   std::string basic_auth_password_file;
   std::string bearer_token_file;
   HttpSender::Headers headers;  // extra headers, e.g. a tenant header
+  bool fault_corrupt_bodies = false;  // collector/fault.h: bodies sent without compression
   aggregate::StageOptions stage;
   ViewOptions view;
 };
