@@ -21,6 +21,7 @@
 // receives every datagram. The machine has 2 cores; see each benchmark for where its threads run.
 // Benchmarks never assert; a setup that fails skips the benchmark with the reason.
 #include <malloc.h>
+#include <snappy.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -45,6 +46,7 @@
 #include "collector/exporter.h"
 #include "collector/exporters/dogstatsd/dogstatsd.h"
 #include "collector/exporters/prometheus/prometheus.h"
+#include "collector/exporters/remote_write/remote_write.h"
 #include "collector/exporters/socket.h"
 #include "collector/exporters/udp/udp.h"
 #include "collector/source.h"
@@ -909,6 +911,55 @@ void BM_PrometheusRender(benchmark::State& state) {
   state.counters["page_bytes"] = static_cast<double>(bytes);
 }
 BENCHMARK(BM_PrometheusRender)->ArgNames({"series"})->Arg(1000)->Arg(10000);
+
+// remote_write's cost per interval (collector/exporters/remote_write): every series of the stage
+// encoded as WriteRequests and snappy-compressed, as its flush does, for {series} typical series
+// of {timing} kind (a timing is 14 samples: 12 buckets, sum, count). Reports ns and compressed
+// bytes per sample.
+void BM_RemoteWriteEncode(benchmark::State& state) {
+  const auto count = static_cast<std::size_t>(state.range(1));
+  auto defs = make_defs(Shape::kTypical, count);
+  if (state.range(0) == 0) {
+    for (auto& d : defs) {
+      auto counter = std::make_shared<model::SeriesDef>(*d);
+      counter->kind = shm::Kind::kCounter;
+      d = counter;
+    }
+  }
+  collector::aggregate::Stage stage({});
+  (void)stage.merge(make_batch(defs, count));
+  collector::ViewOptions view;
+  view.host = std::string(kHost);
+  const collector::RemoteWriteOptions defaults;
+  std::uint64_t hidden[collector::kHiddenReasonCount] = {};
+  std::uint64_t samples = 0;
+  std::size_t compressed_bytes = 0;
+  std::string compressed;
+  RegionTimer timer;
+  timer.start();
+  for (auto _ : state) {
+    samples = 0;
+    compressed_bytes = 0;
+    for (const auto& request :
+         collector::encode_interval(stage, view, kStartUnixNs / 1'000'000, defaults.max_samples,
+                                    defaults.max_bytes, hidden)) {
+      snappy::Compress(request.body.data(), request.body.size(), &compressed);
+      samples += request.samples;
+      compressed_bytes += compressed.size();
+    }
+    benchmark::DoNotOptimize(compressed.data());
+  }
+  timer.stop();
+  timer.report(state, static_cast<std::uint64_t>(state.iterations()) * samples);
+  if (samples > 0) {
+    state.counters["bytes_per_sample"] =
+        static_cast<double>(compressed_bytes) / static_cast<double>(samples);
+  }
+}
+BENCHMARK(BM_RemoteWriteEncode)
+    ->ArgNames({"timing", "series"})
+    ->Args({0, 1000})
+    ->Args({1, 1000});
 
 }  // namespace
 }  // namespace shmstats::bench

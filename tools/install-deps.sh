@@ -8,6 +8,7 @@ packages=("$@"
   libboost-dev libprotobuf-dev protobuf-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
+  libssl-dev libsnappy-dev openssl
   netcat-openbsd curl procps valgrind
 )
 missing=()
