@@ -7,7 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -363,9 +363,15 @@ std::size_t count_lines_with(const std::string& text, const std::string& part) {
 // An accept that fails for lack of descriptors (EMFILE) used to be retried at once, forever: one
 // core spun and the log took about 300000 lines a second until a descriptor was freed.
 TEST(HttpServerTest, AcceptOutOfDescriptorsPausesAndLogsOnceThenRecovers) {
-  std::ostringstream out;
-  auto logger = std::make_shared<spdlog::logger>(
-      "http_server_test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  // The ring buffer sink hands its lines over under its own lock (the server thread writes them).
+  constexpr std::size_t kKeptLines = 10000;
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(kKeptLines);
+  const auto logged_text = [&sink] {
+    std::string text;
+    for (const auto& line : sink->last_formatted()) text += line;
+    return text;
+  };
+  auto logger = std::make_shared<spdlog::logger>("http_server_test", sink);
   logger->set_pattern("%v");
   const auto previous = spdlog::default_logger();
   spdlog::set_default_logger(logger);
@@ -382,14 +388,14 @@ TEST(HttpServerTest, AcceptOutOfDescriptorsPausesAndLogsOnceThenRecovers) {
   RawClient client(sut->port());
   constexpr std::string_view kFailed = "accept failed";
   const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
-  while (out.str().find(kFailed) == std::string::npos &&
+  while (logged_text().find(kFailed) == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
   // Not a synchronisation: the window in which a spinning accept would write many lines.
   constexpr auto kObserved = 500ms;
   std::this_thread::sleep_for(kObserved);
-  const std::string logged = out.str();
+  const std::string logged = logged_text();
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
 
   client.send(get("/metrics"));
