@@ -22,7 +22,7 @@ const std::map<std::string, std::string>& common_key_globals() {
   return keys;
 }
 
-std::string quoted(std::string_view text) {
+std::string toml_string(std::string_view text) {
   std::string out = "\"";
   for (const char c : text) {
     if (c == '"' || c == '\\') out += '\\';
@@ -42,13 +42,14 @@ std::string toml_value(std::string_view text, const OptionSpec* spec) {
   const bool is_bool = text == "true" || text == "false";
   if (spec == nullptr) {
     if (all_digits(text) || is_bool) return std::string(text);
-    return quoted(text);
+    return toml_string(text);
   }
   if (spec->kind == OptionKind::kUint && all_digits(text)) return std::string(text);
   if (spec->kind == OptionKind::kBool && is_bool) return std::string(text);
   // A bare number of milliseconds is accepted too; the unit makes the file readable.
-  if (spec->kind == OptionKind::kDuration && all_digits(text)) return quoted(std::string(text) + "ms");
-  return quoted(text);
+  if (spec->kind == OptionKind::kDuration && all_digits(text))
+    return toml_string(std::string(text) + "ms");
+  return toml_string(text);
 }
 
 void key_block(std::string& out, const std::string& key, const std::string& help,

@@ -1,8 +1,6 @@
 // The C API (shmstats/shmstats_c.h) over the C++ one. Every cold-path entry point catches what
 // C++ may throw (allocation, a throwing log sink) and turns it into a status with a message; the
 // pushes call the same noexcept code as the C++ handles.
-#include "shmstats/shmstats_c.h"
-
 #include <array>
 #include <cstring>
 #include <exception>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "shmstats/shmstats.h"
+#include "shmstats/shmstats_c.h"
 
 struct shmstats_client {
   shmstats::Client client;
@@ -112,15 +111,14 @@ shmstats::Tags to_tags(const shmstats_tag* tags, std::size_t count,
 template <class H>
 shmstats_handle to_c(const H& handle, shmstats_kind kind) noexcept {
   const HandleData d = shmstats::detail::HandleAccess::data(handle);
-  return shmstats_handle{d.state, d.series_id, static_cast<std::uint8_t>(kind), d.overflow,
-                         d.flags, 0};
+  return shmstats_handle{d.state,    d.series_id, static_cast<std::uint8_t>(kind),
+                         d.overflow, d.flags,     0};
 }
 
 template <class H>
 shmstats_status register_as(Client& client, shmstats_kind kind, const char* name,
                             shmstats::Tags tags, shmstats_handle* out,
-                            shmstats::Result<H> (Client::*make)(std::string_view,
-                                                                shmstats::Tags)) {
+                            shmstats::Result<H> (Client::*make)(std::string_view, shmstats::Tags)) {
   auto made = (client.*make)(name, tags);
   if (!made) return fail(made.error());
   *out = to_c(made.value(), kind);
@@ -161,21 +159,36 @@ const char* shmstats_last_error(void) { return t_last_error.c_str(); }
 
 const char* shmstats_status_name(shmstats_status status) {
   switch (status) {
-    case SHMSTATS_OK: return "ok";
-    case SHMSTATS_E_INVALID_NAME: return "invalid_name";
-    case SHMSTATS_E_INVALID_TAG: return "invalid_tag";
-    case SHMSTATS_E_TOO_MANY_TAGS: return "too_many_tags";
-    case SHMSTATS_E_DUPLICATE_TAG: return "duplicate_tag";
-    case SHMSTATS_E_SERIES_TABLE_FULL: return "series_table_full";
-    case SHMSTATS_E_STRING_POOL_FULL: return "string_pool_full";
-    case SHMSTATS_E_KIND_MISMATCH: return "kind_mismatch";
-    case SHMSTATS_E_INVALID_OPTIONS: return "invalid_options";
-    case SHMSTATS_E_NO_SPACE: return "no_space";
-    case SHMSTATS_E_SYSTEM: return "system";
-    case SHMSTATS_E_SERIES_TOO_LARGE: return "series_too_large";
-    case SHMSTATS_E_INVALID_ARGUMENT: return "invalid_argument";
-    case SHMSTATS_E_OUT_OF_MEMORY: return "out_of_memory";
-    case SHMSTATS_E_INTERNAL: return "internal";
+    case SHMSTATS_OK:
+      return "ok";
+    case SHMSTATS_E_INVALID_NAME:
+      return "invalid_name";
+    case SHMSTATS_E_INVALID_TAG:
+      return "invalid_tag";
+    case SHMSTATS_E_TOO_MANY_TAGS:
+      return "too_many_tags";
+    case SHMSTATS_E_DUPLICATE_TAG:
+      return "duplicate_tag";
+    case SHMSTATS_E_SERIES_TABLE_FULL:
+      return "series_table_full";
+    case SHMSTATS_E_STRING_POOL_FULL:
+      return "string_pool_full";
+    case SHMSTATS_E_KIND_MISMATCH:
+      return "kind_mismatch";
+    case SHMSTATS_E_INVALID_OPTIONS:
+      return "invalid_options";
+    case SHMSTATS_E_NO_SPACE:
+      return "no_space";
+    case SHMSTATS_E_SYSTEM:
+      return "system";
+    case SHMSTATS_E_SERIES_TOO_LARGE:
+      return "series_too_large";
+    case SHMSTATS_E_INVALID_ARGUMENT:
+      return "invalid_argument";
+    case SHMSTATS_E_OUT_OF_MEMORY:
+      return "out_of_memory";
+    case SHMSTATS_E_INTERNAL:
+      return "internal";
   }
   return "unknown";
 }
@@ -270,11 +283,16 @@ shmstats_status shmstats_register(shmstats_client* client, shmstats_kind kind, c
     const shmstats::Tags t = to_tags(tags, tag_count, storage, spill);
     Client& c = client->client;
     switch (kind) {
-      case SHMSTATS_COUNTER: return register_as(c, kind, name, t, out, &Client::counter);
-      case SHMSTATS_GAUGE: return register_as(c, kind, name, t, out, &Client::gauge);
-      case SHMSTATS_HISTOGRAM: return register_as(c, kind, name, t, out, &Client::histogram);
-      case SHMSTATS_TIMING: return register_as(c, kind, name, t, out, &Client::timing);
-      case SHMSTATS_SET: return register_as(c, kind, name, t, out, &Client::set);
+      case SHMSTATS_COUNTER:
+        return register_as(c, kind, name, t, out, &Client::counter);
+      case SHMSTATS_GAUGE:
+        return register_as(c, kind, name, t, out, &Client::gauge);
+      case SHMSTATS_HISTOGRAM:
+        return register_as(c, kind, name, t, out, &Client::histogram);
+      case SHMSTATS_TIMING:
+        return register_as(c, kind, name, t, out, &Client::timing);
+      case SHMSTATS_SET:
+        return register_as(c, kind, name, t, out, &Client::set);
     }
     return fail(SHMSTATS_E_INVALID_ARGUMENT, "kind is not one of shmstats_kind");
   });
@@ -326,8 +344,8 @@ int shmstats_observe(shmstats_client* client, const char* name, double value,
                      const shmstats_tag* tags, size_t tag_count) {
   return dynamic(client, &Client::observe, name, value, tags, tag_count);
 }
-int shmstats_time_ms(shmstats_client* client, const char* name, double ms,
-                     const shmstats_tag* tags, size_t tag_count) {
+int shmstats_time_ms(shmstats_client* client, const char* name, double ms, const shmstats_tag* tags,
+                     size_t tag_count) {
   return dynamic(client, &Client::time_ms, name, ms, tags, tag_count);
 }
 int shmstats_set_member(shmstats_client* client, const char* name, double member,
