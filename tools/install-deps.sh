@@ -9,6 +9,7 @@ packages=("$@"
   libgtest-dev libgmock-dev libbenchmark-dev
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   netcat-openbsd curl procps valgrind
+  systemd python3 dpkg-dev file ccache
 )
 missing=()
 for p in "${packages[@]}"; do
