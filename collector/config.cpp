@@ -402,6 +402,37 @@ std::vector<std::pair<std::string, std::string>> all_keys() {
 
 }  // namespace
 
+std::vector<GlobalKeyDoc> global_key_docs() {
+  // The defaults come from a default Config, so they are written in one place only.
+  const Config d;
+  std::string uids;
+  for (const uid_t uid : d.allowed_uids) uids += (uids.empty() ? "" : ",") + std::to_string(uid);
+  const std::map<std::string, std::string> defaults = {
+      {"http", d.http},
+      {"flush_interval", fmt::format("{}ms", d.flush_interval.count())},
+      {"batch_size", std::to_string(d.batch_size)},
+      {"shm_prefix", d.shm_prefix},
+      {"log_level", d.log_level},
+      {"allow_group_writable", d.allow_group_writable ? "true" : "false"},
+      {"breaker_failures", std::to_string(d.breaker_failures)},
+      {"breaker_open", fmt::format("{}ms", d.breaker_open.count())},
+      {"exporter_queue", std::to_string(d.exporter_queue)},
+      {"shutdown_timeout", fmt::format("{}ms", d.shutdown_timeout.count())},
+      {"allowed_uids", uids},
+      {"sender_id", std::to_string(d.sender_id)},
+      {"host", d.host},
+      {"max_drain_rate", std::to_string(d.max_drain_rate)},
+      {"health_latency_p99",
+       fmt::format("{}ms", static_cast<std::uint64_t>(d.health_latency_p99_seconds * 1000.0))},
+  };
+  std::vector<GlobalKeyDoc> docs;
+  for (const auto& [key, g] : global_keys()) {
+    const auto it = defaults.find(key);
+    docs.push_back({key, it != defaults.end() ? it->second : std::string(), g.help});
+  }
+  return docs;
+}
+
 shm::Result<void> resolve_outputs(Config& config) {
   config.outputs.clear();
   const OutputSettings& s = config.output_settings;

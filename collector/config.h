@@ -97,4 +97,13 @@ shm::Result<void> apply_toml(std::string_view text, std::string_view origin, Con
 // type-wide values, then each table's or short value's own. Errors name the output and the key.
 shm::Result<void> resolve_outputs(Config& config);
 
+// The global keys, for --print-config (collector/config_print.h): each key, its default as the
+// text a flag, TOML value or variable would give, and its --help line. In key order.
+struct GlobalKeyDoc {
+  std::string key;
+  std::string default_value;
+  std::string help;
+};
+std::vector<GlobalKeyDoc> global_key_docs();
+
 }  // namespace shmstats::collector

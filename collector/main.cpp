@@ -11,10 +11,12 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "collector/config.h"
+#include "collector/config_print.h"
 #include "collector/drain.h"
 #include "collector/delivery.h"
 #include "collector/exporters/registry.h"
@@ -22,6 +24,8 @@
 #include "common/endpoint.h"
 #include "collector/telemetry.h"
 #include "common/http_server.h"
+#include "common/sd_notify.h"
+#include "common/version.h"
 #include "shm/clock.h"
 #include "shm/mapping_guard.h"
 
@@ -31,11 +35,26 @@ using namespace shmstats;
 using namespace shmstats::collector;
 
 int run(int argc, char** argv) {
+  // Answered before the configuration is read, so they work whatever else is set.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--version") {
+      std::puts(common::version_text("shmstats-collector").c_str());
+      return 0;
+    }
+    if (arg == "--print-config") {
+      std::fputs(example_config_toml().c_str(), stdout);
+      return 0;
+    }
+  }
   std::string help;
   auto config = load_config(argc, argv, help);
   if (!config) {
     if (!help.empty()) {
       std::fputs(help.c_str(), stdout);
+      std::fputs("\nAlso:\n  --version       print the version (project, segment layout, wire format)\n"
+                 "  --print-config  print every configuration key with its default, as TOML\n",
+                 stdout);
       return 0;
     }
     std::fprintf(stderr, "shmstats-collector: %s\n", config.error().message.c_str());
@@ -153,9 +172,15 @@ int run(int argc, char** argv) {
 
   std::atomic<bool> stop{false};
   std::thread drain_thread([&] { drain.run(stop); });
+  // systemd (Type=notify): outputs made, HTTP listening, draining.
+  std::string notify_error;
+  if (common::notify_systemd("READY=1", &notify_error) == common::NotifyResult::kFailed) {
+    spdlog::warn("readiness notification: {}", notify_error);
+  }
 
   int sig = 0;
   sigwait(&signals, &sig);
+  (void)common::notify_systemd("STOPPING=1");
   spdlog::info("signal {}: draining every ring and flushing exporters (bound {} ms)", sig,
                cfg.shutdown_timeout.count());
   const auto deadline = std::chrono::steady_clock::now() + cfg.shutdown_timeout;

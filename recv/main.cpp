@@ -9,6 +9,8 @@
 #include <exception>
 #include <string>
 
+#include "common/sd_notify.h"
+#include "common/version.h"
 #include "recv/protobuf_log.h"
 #include "recv/receiver.h"
 
@@ -53,6 +55,8 @@ int run(int argc, char** argv) {
                  "Senders tracked at once; the least recent is forgotten (default 1024)")
       ->check(CLI::Range(std::size_t{1}, kMaxSenders).description(""))
       ->type_name("N");
+  app.set_version_flag("--version", shmstats::common::version_text("shmstats-recv"),
+                       "Print the version (project, segment layout, wire format)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help
@@ -92,10 +96,17 @@ int run(int argc, char** argv) {
     std::fprintf(announce, "listening http %s\n", receiver->http_address().c_str());
   }
   std::fflush(announce);
+  // systemd (Type=notify): listening and writing.
+  std::string notify_error;
+  if (shmstats::common::notify_systemd("READY=1", &notify_error) ==
+      shmstats::common::NotifyResult::kFailed) {
+    std::fprintf(stderr, "shmstats-recv: readiness notification: %s\n", notify_error.c_str());
+  }
 
   int sig = 0;
   while (sigwait(&stop, &sig) != 0) {
   }
+  (void)shmstats::common::notify_systemd("STOPPING=1");
   receiver->shutdown();
   return 0;
 }

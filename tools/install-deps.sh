@@ -10,6 +10,7 @@ packages=("$@"
   libfmt-dev libspdlog-dev nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
   libssl-dev libsnappy-dev openssl
   netcat-openbsd curl procps valgrind
+  systemd python3 dpkg-dev file ccache
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -686,4 +686,9 @@ Stats Client::stats() const noexcept {
   return s;
 }
 
+// SHMSTATS_VERSION is the project version, set by producer/CMakeLists.txt.
+std::string_view version() noexcept { return SHMSTATS_VERSION; }
+
+std::uint32_t layout_version() noexcept { return shm::kLayoutVersion; }
+
 }  // namespace shmstats

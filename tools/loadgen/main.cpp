@@ -5,12 +5,20 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <string_view>
 
+#include "common/version.h"
 #include "tools/loadgen/loadgen.h"
 #include "tools/loadgen/scenario.h"
 
 int main(int argc, char** argv) {
   namespace loadgen = shmstats::tools::loadgen;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--version") {
+      std::puts(shmstats::common::version_text("shmstats-loadgen").c_str());
+      return 0;
+    }
+  }
   try {
     const loadgen::ParsedArgs parsed = loadgen::parse_args(argc, argv);
     if (parsed.exit_code) {

@@ -13,6 +13,7 @@
 #include <exception>
 #include <string>
 
+#include "common/version.h"
 #include "shm/mapping_guard.h"
 #include "shm/segment.h"
 #include "tools/shm_dump/dump.h"
@@ -114,6 +115,8 @@ int run(int argc, char** argv) {
           ""))
       ->type_name("N")
       ->needs(watch);
+  app.set_version_flag("--version", shmstats::common::version_text("shm-dump"),
+                       "Print the version (project, segment layout, wire format)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help

@@ -34,7 +34,20 @@
 #include <variant>
 #include <vector>
 
+// Marks what the shared library (libshmstats.so) exports; it is built with hidden visibility, so
+// everything else stays internal. Harmless for the static library.
+#if defined(__GNUC__)
+#define SHMSTATS_API __attribute__((visibility("default")))
+#else
+#define SHMSTATS_API
+#endif
+
 namespace shmstats {
+
+// This library's version, the project version ("0.1.0"), and the version of the segment layout it
+// writes (a collector attaches only segments of its own layout version). Any thread.
+SHMSTATS_API std::string_view version() noexcept;
+SHMSTATS_API std::uint32_t layout_version() noexcept;
 
 enum class ErrorCode : std::uint8_t {
   kInvalidName,
@@ -174,13 +187,18 @@ struct HandleData {
   std::uint8_t overflow = 0;  // Overflow; kDefault resolves per kind from the client's options
   std::uint8_t flags = 0;     // event flags (priority)
 };
-bool push(const HandleData& h, std::uint8_t kind, double value) noexcept;
+SHMSTATS_API bool push(const HandleData& h, std::uint8_t kind, double value) noexcept;
 struct HandleAccess {
   template <class H>
   static H make(HandleData data) noexcept {
     H handle;
     handle.data_ = data;
     return handle;
+  }
+  // The handle's data, for the C API (shmstats_c.h), which hands it out as a plain struct.
+  template <class H>
+  static HandleData data(const H& handle) noexcept {
+    return handle.data_;
   }
 };
 }  // namespace detail
@@ -247,7 +265,7 @@ class Set : public Handle<Set> {
   [[nodiscard]] bool add(double member) noexcept { return push(Kind::kSet, member); }
 };
 
-class Client {
+class SHMSTATS_API Client {
  public:
   // Creates this process's segment. Errors: kInvalidOptions (names the option, or the
   // environment variable, and its value), kNoSpace (/dev/shm full), kSystem (e.g. /dev/shm
