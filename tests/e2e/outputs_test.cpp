@@ -75,7 +75,7 @@ TEST(OutputsTest, TwoUdpTablesAndATallyEachGetEveryAcceptedEventExactlyOnce) {
                  "\"\n");
   // The tally's flush interval comes from the environment (a type-wide key).
   auto sut = start_collector(kCollectorBin, guard.prefix(),
-                             {"--config", dir.file("collector.toml")},
+                             {"--config", dir.file("collector.toml"), "--exporter-queue", "10000"},
                              {"SHMSTATS_COLLECTOR_TALLY_FLUSH_INTERVAL=50ms"});
   ASSERT_NE(sut.http_port, 0);
   auto producer = testing::start_pace(

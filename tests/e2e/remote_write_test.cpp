@@ -42,9 +42,15 @@ std::string write_url(const Peer& peer, const std::string& path) {
   return "http://127.0.0.1:" + std::to_string(peer.port()) + path;
 }
 
+// A queue of many batches per output: under the sanitizers an aggregating output can lag the
+// drain by seconds, and a full queue would drop (and count) batches that the exact comparisons
+// below must see.
+constexpr const char* kExporterQueue = "10000";
+
 testing::PipelineProcess collector_for(const std::string& prefix,
-                                       const std::vector<std::string>& args,
+                                       std::vector<std::string> args,
                                        const std::vector<std::string>& env = {}) {
+  args.insert(args.end(), {"--exporter-queue", kExporterQueue});
   return testing::start_collector(SHMSTATS_COLLECTOR_BIN, prefix, args, env);
 }
 
