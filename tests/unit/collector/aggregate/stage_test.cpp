@@ -158,6 +158,23 @@ TEST(AggregationStageTest, SetReportsDistinctMembersOfTheLastCompleteInterval) {
   EXPECT_EQ(only_series(sut)->last_distinct, 1U);
 }
 
+TEST(AggregationStageTest, SetMembersBeyondTheCapAreDroppedAndKnownOnesStillMerge) {
+  constexpr std::size_t kCap = 2;
+  StageOptions options;
+  options.max_set_members = kCap;
+  Stage sut(options);
+  BatchBuilder b;
+  const auto* users = b.series("users", model::Kind::kSet);
+  b.point(users, 1).point(users, 2).point(users, 3).point(users, 1);
+
+  const std::size_t merged = sut.merge(b.batch());
+  sut.roll();
+
+  EXPECT_EQ(merged, 3U);
+  EXPECT_EQ(dropped(sut, DropReason::kSetMembersCap), 1U);
+  EXPECT_EQ(only_series(sut)->last_distinct, kCap);
+}
+
 TEST(AggregationStageTest, SameSeriesFromTwoSegmentsIsOneSeries) {
   Stage sut({});
   BatchBuilder a;
