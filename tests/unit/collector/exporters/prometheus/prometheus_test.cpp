@@ -144,6 +144,21 @@ TEST(PrometheusPageTest, NameUsedWithTwoKindsKeepsTheLowerKindAndCountsTheOther)
   EXPECT_EQ(first.page, second.page) << "deterministic";
 }
 
+TEST(PrometheusPageTest, RenderingAgainReplacesTheHiddenCountsItWasGiven) {
+  constexpr std::uint64_t kStale = 99;
+  Stage stage({});
+  BatchBuilder b;
+  b.point(b.series("x.total", model::Kind::kGauge), 5).point(b.series("x", model::Kind::kCounter), 2);
+  (void)stage.merge(b.batch());
+  std::uint64_t hidden[kHiddenReasonCount] = {kStale, kStale, kStale};
+
+  (void)render_page(stage, PrometheusOptions{}, hidden);
+
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kKindConflict)], 1U);
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kReservedName)], 0U);
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kDuplicate)], 0U);
+}
+
 TEST(PrometheusPageTest, HistogramReservesItsSampleNames) {
   Stage stage({});
   BatchBuilder b;
