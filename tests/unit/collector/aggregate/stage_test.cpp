@@ -64,6 +64,18 @@ TEST(AggregationStageTest, GaugeKeepsTheLastValueAndAppliesDeltasInEventOrder) {
   EXPECT_EQ(only_series(sut)->value, 2 - 3);
 }
 
+TEST(AggregationStageTest, FoldedGaugeTakesItsGroupsLastValue) {
+  constexpr double kLast = 7;
+  Stage sut({});
+  BatchBuilder b;
+  const auto* depth = b.series("depth", model::Kind::kGauge);
+  b.point(depth, 100).aggregate(depth, 3, 30, 5, 15, kLast);
+
+  (void)sut.merge(b.batch());
+
+  EXPECT_EQ(only_series(sut)->value, kLast);
+}
+
 TEST(AggregationStageTest, DeltaSeriesAddsEveryValueAndItsFolds) {
   Stage sut({});
   BatchBuilder b;
