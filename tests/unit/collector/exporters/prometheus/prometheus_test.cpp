@@ -205,6 +205,24 @@ TEST(PrometheusPageTest, LabelValuesAreEscaped) {
   EXPECT_TRUE(has_line(r.page, "hits_total{q=\"a\\\"b\\\\c\"} 1")) << r.page;
 }
 
+TEST(PrometheusExporterTest, SendReportsEventsTheStageRefusedAsDropped) {
+  PrometheusOptions options;
+  options.listen = "127.0.0.1:0";
+  options.stage.max_series = 1;
+  auto sut = PrometheusExporter::create(options);
+  ASSERT_TRUE(sut) << sut.error().message;
+  BatchBuilder b;
+  b.point(b.series("kept", model::Kind::kCounter), 1)
+      .point(b.series("refused", model::Kind::kCounter), 1)
+      .point(b.series("kept", model::Kind::kCounter), -1);
+
+  const SendResult r = sut.value()->send(b.batch());
+
+  EXPECT_EQ(r.events_merged, 1U);
+  EXPECT_EQ(r.events_dropped, 2U) << "one beyond the cap, one negative counter increment";
+  EXPECT_EQ(r.events_sent, 0U);
+}
+
 double hidden_series(const std::vector<ExporterSample>& samples, const std::string& reason) {
   for (const auto& s : samples) {
     if (s.name == "shmstats_exporter_prometheus_hidden_series" && s.labels.size() == 1 &&
