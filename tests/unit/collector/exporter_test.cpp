@@ -314,6 +314,25 @@ TEST(ExporterRunnerTest, FlushDeadlineHoldsWhileTheQueueIsNeverEmpty) {
   EXPECT_TRUE(sut.stop(kWait));
 }
 
+// End-to-end latency is the time to a destination: events merged into an output's state have not
+// reached one yet, so they are not measured.
+TEST(ExporterRunnerTest, LatencyIsRecordedForSentEventsOnly) {
+  std::atomic<int> flushes{0};
+  LatencyHistogram sending_latency;
+  LatencyHistogram merging_latency;
+  ExporterRunner sending(std::make_unique<CountingExporter>(flushes), 8, &sending_latency);
+  ExporterRunner merging(std::make_unique<BufferingExporter>(), 8, &merging_latency);
+
+  sending.offer(make_batch());
+  merging.offer(make_batch());
+  EXPECT_TRUE(sending.stop(kWait));
+  EXPECT_TRUE(merging.stop(kWait));
+
+  EXPECT_EQ(sending_latency.count(), kEventsPerBatch);
+  EXPECT_EQ(merging.counters().events_merged.load(), kEventsPerBatch) << "the premise";
+  EXPECT_EQ(merging_latency.count(), 0U);
+}
+
 TEST(ExporterRunnerTest, CompletionIsReportedOnceForEveryBatchWhateverItsFate) {
   constexpr std::size_t kCapacity = 1;
   RecordingSink sink;
