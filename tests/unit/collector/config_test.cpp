@@ -222,6 +222,23 @@ max_bytes = 8192
   EXPECT_EQ(outputs.at("dogstatsd")->values.uint("queue"), 64U) << "global exporter_queue";
 }
 
+TEST(CollectorConfigTest, GlobalBreakerAndQueueKeysAreEveryOutputsDefaults) {
+  constexpr std::uint64_t kFailures = 3;
+  constexpr std::uint64_t kOpenMs = 7000;
+  constexpr std::uint64_t kQueue = 9;
+  const auto sut = load({"--udp", "127.0.0.1:9125", "--dogstatsd", "127.0.0.1:8125",
+                         "--breaker-failures", "3", "--breaker-open", "7s", "--exporter-queue",
+                         "9"});
+  ASSERT_TRUE(sut) << sut.error().message;
+  ASSERT_EQ(sut.value().outputs.size(), 2U);
+  for (const auto& output : sut.value().outputs) {
+    EXPECT_EQ(output.values.uint("breaker_failures"), kFailures) << output.name;
+    EXPECT_EQ(static_cast<std::uint64_t>(output.values.duration("breaker_open").count()), kOpenMs)
+        << output.name;
+    EXPECT_EQ(output.values.uint("queue"), kQueue) << output.name;
+  }
+}
+
 TEST(CollectorConfigTest, TableKeyWinsOverTypeWideFlag) {
   const TomlFile toml(R"(
 [[exporter]]

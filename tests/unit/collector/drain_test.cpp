@@ -8,10 +8,13 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "collector/exporter.h"
 #include "shm/segment.h"
@@ -168,6 +171,133 @@ TEST(DrainBackpressureTest, BatchWaitsForQueueRoomInsteadOfBeingDropped) {
   EXPECT_EQ(exporter->values(), pushed);
   EXPECT_EQ(runner.counters().batches_dropped_queue_full.load(), 0U);
   EXPECT_EQ(runner.counters().events_dropped_queue_full.load(), 0U);
+}
+
+// Records, for every point it is sent, the batch's id, the series' service and the point's origin.
+class RecordingExporter final : public Exporter {
+ public:
+  struct Seen {
+    std::uint64_t batch_id = 0;
+    std::string service;
+    model::Origin origin;
+  };
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override {
+    std::lock_guard lock(mutex_);
+    batch_ids_.push_back(batch.id);
+    for (const auto& p : batch.points) seen_.push_back(Seen{batch.id, p.series->service, p.origin});
+    return SendResult{.events_sent = batch.size()};
+  }
+  std::vector<std::uint64_t> batch_ids() const {
+    std::lock_guard lock(mutex_);
+    return batch_ids_;
+  }
+  std::vector<Seen> seen() const {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  std::string name_ = "recording";
+  mutable std::mutex mutex_;
+  std::vector<std::uint64_t> batch_ids_;
+  std::vector<Seen> seen_;
+};
+
+// A producer of its own segment (one ring) under the test's prefix.
+Client make_client(const std::string& prefix, const std::string& service) {
+  Options o;
+  o.shm_prefix = prefix;
+  o.service = service;
+  o.read_environment = false;
+  o.rings = 1;
+  auto created = Client::create(o);
+  if (!created) throw std::runtime_error(created.error().message);
+  return std::move(created).value();
+}
+
+DrainOptions stepped_options(const std::string& prefix, std::size_t batch_size) {
+  DrainOptions options;
+  options.prefix = prefix;
+  options.rescan_interval = 0ms;
+  options.batch_size = batch_size;
+  options.ring_quota = batch_size;
+  options.flush_interval = 0ms;
+  return options;
+}
+
+TEST(DrainDeliveryTest, EverySealedBatchHasANewIdThatTheTrackerCompletes) {
+  constexpr std::size_t kBatch = 4;
+  constexpr int kBatches = 3;
+  SegmentGuard guard(unique_prefix());
+  DeliveryTracker tracker;
+  auto recording = std::make_unique<RecordingExporter>();
+  RecordingExporter* exporter = recording.get();
+  ExporterRunner runner(std::move(recording), 64, nullptr, &tracker);
+  DrainLoop sut(stepped_options(guard.prefix(), kBatch), {&runner}, &tracker);
+  Client client = make_client(guard.prefix(), "drain-ids");
+  auto counter = client.counter("drain.ids");
+  ASSERT_TRUE(counter) << counter.error().message;
+
+  for (int b = 0; b < kBatches; ++b) {
+    for (std::size_t i = 0; i < kBatch; ++i) ASSERT_TRUE(counter->add(1.0));
+    ASSERT_TRUE(wait_until([&] { return sut.step(false), exporter->batch_ids().size() ==
+                                                             static_cast<std::size_t>(b + 1); },
+                           kWait, [&] { return std::to_string(exporter->batch_ids().size()); }));
+  }
+  ASSERT_TRUE(wait_until([&] { return tracker.in_flight() == 0; }, kWait,
+                         [&] { return "in flight " + std::to_string(tracker.in_flight()); }));
+
+  const auto ids = exporter->batch_ids();
+  ASSERT_EQ(ids.size(), static_cast<std::size_t>(kBatches));
+  EXPECT_NE(ids.front(), 0U);
+  for (std::size_t i = 1; i < ids.size(); ++i) EXPECT_GT(ids[i], ids[i - 1]) << "batch " << i;
+  EXPECT_EQ(tracker.completed_through(), ids.back());
+  EXPECT_EQ(tracker.completed_total(), static_cast<std::uint64_t>(kBatches));
+  EXPECT_TRUE(runner.stop(std::chrono::milliseconds(2000)));
+}
+
+// The origin a point carries is what the crash-proof delivery commits (issue #14): a segment
+// attached under a reclaimed name (a process's next Client) starts its positions again, so it must
+// get an origin of its own.
+TEST(DrainDeliveryTest, EachAttachedSegmentGivesItsPointsANewOriginWithTheirRingPositions) {
+  constexpr std::size_t kEvents = 5;
+  constexpr std::size_t kSegments = 2;  // one after another in this process, under one name
+  SegmentGuard guard(unique_prefix());
+  auto recording = std::make_unique<RecordingExporter>();
+  RecordingExporter* exporter = recording.get();
+  ExporterRunner runner(std::move(recording), 64);
+  DrainLoop sut(stepped_options(guard.prefix(), kEvents), {&runner});
+  const auto reclaimed = [&] { return sut.counters().segments_reclaimed.load(); };
+
+  for (std::size_t n = 0; n < kSegments; ++n) {
+    {
+      Client client = make_client(guard.prefix(), "segment" + std::to_string(n));
+      auto counter = client.counter("drain.origin");
+      ASSERT_TRUE(counter) << counter.error().message;
+      for (std::size_t i = 0; i < kEvents; ++i) ASSERT_TRUE(counter->add(1.0));
+      ASSERT_TRUE(wait_until(
+          [&] { return sut.step(false), exporter->seen().size() == (n + 1) * kEvents; }, kWait,
+          [&] { return "seen " + std::to_string(exporter->seen().size()); }));
+    }
+    ASSERT_TRUE(wait_until([&] { return sut.step(false), reclaimed() == n + 1; }, kWait,
+                           [&] { return "reclaimed " + std::to_string(reclaimed()); }));
+  }
+  EXPECT_TRUE(runner.stop(std::chrono::milliseconds(2000)));
+
+  std::map<std::string, std::vector<model::Origin>> by_service;
+  for (const auto& s : exporter->seen()) by_service[s.service].push_back(s.origin);
+  ASSERT_EQ(by_service["segment0"].size(), kEvents);
+  ASSERT_EQ(by_service["segment1"].size(), kEvents);
+  EXPECT_NE(by_service["segment0"][0].source, by_service["segment1"][0].source);
+  for (const auto& [service, origins] : by_service) {
+    for (std::size_t i = 0; i < origins.size(); ++i) {
+      EXPECT_TRUE(origins[i].known()) << service << " point " << i;
+      EXPECT_EQ(origins[i].source, origins[0].source) << service << " point " << i;
+      EXPECT_EQ(origins[i].ring, 0U) << service << " point " << i;
+      EXPECT_EQ(origins[i].position, i) << service << " point " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -185,7 +185,8 @@ TEST(ExporterRunnerTest, StopWithHungExporterReturnsFalseAtTheDeadline) {
       wait_until([&] { return sut.stop(milliseconds(0)); }, kWait, [&] { return describe(sut); }));
 }
 
-// Buffers what it is sent and counts its flushes; flushes on a short deadline of its own.
+// Buffers what it is sent and counts its flushes; flushes on a short deadline of its own. A flush
+// reports the events it wrote, as an aggregating output does: the runner counted them at send.
 class BufferingExporter final : public Exporter {
  public:
   static constexpr milliseconds kFlushInterval{20};
@@ -195,10 +196,11 @@ class BufferingExporter final : public Exporter {
     return SendResult{.events_merged = batch.size()};
   }
   SendResult flush() override {
-    flushed_.fetch_add(buffered_);
+    const std::uint64_t written = buffered_;
+    flushed_.fetch_add(written);
     buffered_ = 0;
     flushes_.fetch_add(1);
-    return SendResult{.requests = 1};
+    return SendResult{.events_sent = written, .requests = 1};
   }
   milliseconds flush_interval() const override { return kFlushInterval; }
   int flushes() const { return flushes_.load(); }
@@ -264,6 +266,87 @@ TEST(ExporterRunnerTest, BufferingExporterFlushesOnItsDeadlineUnderSteadyLoad) {
   EXPECT_EQ(sut.counters().events_merged.load(), offered * kEventsPerBatch);
   EXPECT_EQ(sut.counters().events_sent.load(), 0U) << "a flush counts no events again";
   EXPECT_GE(sut.counters().flushes.load(), static_cast<std::uint64_t>(kFlushesWanted) + 1);
+}
+
+// Offers the next batch from inside every send until a flush has happened with a batch waiting, so
+// the runner's queue is never empty: only a flush deadline that ignores the load lets it flush.
+class SaturatingExporter final : public Exporter {
+ public:
+  static constexpr milliseconds kFlushInterval{5};
+  const std::string& name() const override { return name_; }
+  void feed(ExporterRunner* runner, std::chrono::steady_clock::time_point give_up) {
+    give_up_ = give_up;
+    runner_.store(runner);
+  }
+  SendResult send(const Batch& batch) override {
+    if (flushes_under_load_.load() == 0 && std::chrono::steady_clock::now() < give_up_) {
+      runner_.load()->offer(make_batch());
+    }
+    return SendResult{.events_merged = batch.size()};
+  }
+  SendResult flush() override {
+    const ExporterRunner* runner = runner_.load();
+    if (runner != nullptr && runner->counters().queue_depth.load() > 0) {
+      flushes_under_load_.fetch_add(1);
+    }
+    return {};
+  }
+  milliseconds flush_interval() const override { return kFlushInterval; }
+  int flushes_under_load() const { return flushes_under_load_.load(); }
+
+ private:
+  std::string name_ = "saturating";
+  std::atomic<ExporterRunner*> runner_{nullptr};
+  std::chrono::steady_clock::time_point give_up_;  // written before runner_ is published
+  std::atomic<int> flushes_under_load_{0};
+};
+
+TEST(ExporterRunnerTest, FlushDeadlineHoldsWhileTheQueueIsNeverEmpty) {
+  auto exporter = std::make_unique<SaturatingExporter>();
+  SaturatingExporter* saturating = exporter.get();
+  ExporterRunner sut(std::move(exporter), 4);
+  saturating->feed(&sut, std::chrono::steady_clock::now() + kWait);
+
+  sut.offer(make_batch());
+
+  EXPECT_TRUE(wait_until([&] { return saturating->flushes_under_load() > 0; }, kWait,
+                         [&] { return describe(sut); }));
+  EXPECT_TRUE(sut.stop(kWait));
+}
+
+// End-to-end latency ends where an output hands an event on: sent to a destination, or merged
+// into an aggregating output's state (a collector whose only output is the Prometheus scrape
+// endpoint still measures it). Events an output dropped are not measured.
+class DroppingExporter final : public Exporter {
+ public:
+  const std::string& name() const override { return name_; }
+  SendResult send(const Batch& batch) override { return SendResult{.events_dropped = batch.size()}; }
+
+ private:
+  std::string name_ = "dropping";
+};
+
+TEST(ExporterRunnerTest, LatencyIsRecordedForEventsHandedOnNotForDroppedOnes) {
+  std::atomic<int> flushes{0};
+  LatencyHistogram sending_latency;
+  LatencyHistogram merging_latency;
+  LatencyHistogram dropping_latency;
+  ExporterRunner sending(std::make_unique<CountingExporter>(flushes), 8, &sending_latency);
+  ExporterRunner merging(std::make_unique<BufferingExporter>(), 8, &merging_latency);
+  ExporterRunner dropping(std::make_unique<DroppingExporter>(), 8, &dropping_latency);
+
+  sending.offer(make_batch());
+  merging.offer(make_batch());
+  dropping.offer(make_batch());
+  EXPECT_TRUE(sending.stop(kWait));
+  EXPECT_TRUE(merging.stop(kWait));
+  EXPECT_TRUE(dropping.stop(kWait));
+
+  EXPECT_EQ(sending_latency.count(), kEventsPerBatch);
+  EXPECT_EQ(merging.counters().events_merged.load(), kEventsPerBatch) << "the premise";
+  EXPECT_EQ(merging_latency.count(), kEventsPerBatch);
+  EXPECT_EQ(dropping.counters().events_dropped_exporter.load(), kEventsPerBatch) << "the premise";
+  EXPECT_EQ(dropping_latency.count(), 0U);
 }
 
 TEST(ExporterRunnerTest, CompletionIsReportedOnceForEveryBatchWhateverItsFate) {

@@ -33,6 +33,19 @@ TEST(EndpointTest, DestinationParsesHostAndPort) {
   EXPECT_EQ(sut.value().text(), "localhost:8125");
 }
 
+TEST(EndpointTest, DestinationTakesBothEndsOfThePortRange) {
+  constexpr std::uint16_t kLowest = 1;
+  constexpr std::uint16_t kHighest = 65535;
+
+  const auto lowest = parse_destination("localhost:1");
+  const auto highest = parse_destination("localhost:65535");
+
+  ASSERT_TRUE(lowest) << lowest.error().message;
+  ASSERT_TRUE(highest) << highest.error().message;
+  EXPECT_EQ(lowest.value().port, kLowest);
+  EXPECT_EQ(highest.value().port, kHighest);
+}
+
 TEST(EndpointTest, DestinationParsesBracketedIpv6) {
   auto sut = parse_destination("[::1]:9000");
 

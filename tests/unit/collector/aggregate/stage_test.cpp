@@ -64,6 +64,18 @@ TEST(AggregationStageTest, GaugeKeepsTheLastValueAndAppliesDeltasInEventOrder) {
   EXPECT_EQ(only_series(sut)->value, 2 - 3);
 }
 
+TEST(AggregationStageTest, FoldedGaugeTakesItsGroupsLastValue) {
+  constexpr double kLast = 7;
+  Stage sut({});
+  BatchBuilder b;
+  const auto* depth = b.series("depth", model::Kind::kGauge);
+  b.point(depth, 100).aggregate(depth, 3, 30, 5, 15, kLast);
+
+  (void)sut.merge(b.batch());
+
+  EXPECT_EQ(only_series(sut)->value, kLast);
+}
+
 TEST(AggregationStageTest, DeltaSeriesAddsEveryValueAndItsFolds) {
   Stage sut({});
   BatchBuilder b;
@@ -120,6 +132,23 @@ TEST(AggregationStageTest, FoldedHistogramMergesExactlyAndPlacesItsSamplesAtTheM
   EXPECT_EQ(s->last_max, 50);
 }
 
+TEST(AggregationStageTest, FoldedGroupWhoseMeanIsABoundCountsInThatBoundsBucket) {
+  StageOptions options;
+  options.default_bounds = {1, 10, 100};
+  Stage sut(options);
+  BatchBuilder b;
+  const auto* size = b.series("size", model::Kind::kHistogram);
+  constexpr std::uint64_t kFolded = 2;
+  b.aggregate(size, kFolded, 20, 5, 15, 15);
+
+  (void)sut.merge(b.batch());
+
+  const SeriesState* s = only_series(sut);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->buckets[1], kFolded) << "the mean 10 is in (1, 10]: upper bounds are inclusive";
+  EXPECT_EQ(s->buckets[2], 0);
+}
+
 TEST(AggregationStageTest, SetReportsDistinctMembersOfTheLastCompleteInterval) {
   Stage sut({});
   BatchBuilder first;
@@ -139,6 +168,23 @@ TEST(AggregationStageTest, SetReportsDistinctMembersOfTheLastCompleteInterval) {
   EXPECT_EQ(before_roll, 0U);
   EXPECT_EQ(after_first, 3U);
   EXPECT_EQ(only_series(sut)->last_distinct, 1U);
+}
+
+TEST(AggregationStageTest, SetMembersBeyondTheCapAreDroppedAndKnownOnesStillMerge) {
+  constexpr std::size_t kCap = 2;
+  StageOptions options;
+  options.max_set_members = kCap;
+  Stage sut(options);
+  BatchBuilder b;
+  const auto* users = b.series("users", model::Kind::kSet);
+  b.point(users, 1).point(users, 2).point(users, 3).point(users, 1);
+
+  const std::size_t merged = sut.merge(b.batch());
+  sut.roll();
+
+  EXPECT_EQ(merged, 3U);
+  EXPECT_EQ(dropped(sut, DropReason::kSetMembersCap), 1U);
+  EXPECT_EQ(only_series(sut)->last_distinct, kCap);
 }
 
 TEST(AggregationStageTest, SameSeriesFromTwoSegmentsIsOneSeries) {
@@ -170,6 +216,43 @@ TEST(AggregationStageTest, SeriesIdleBeyondExpiryIsRemovedAtARoll) {
   EXPECT_EQ(kept, 1U);
   EXPECT_TRUE(sut.series().empty());
   EXPECT_EQ(sut.counters().series_expired, 1U);
+}
+
+TEST(AggregationStageTest, SeriesIdleForExactlyTheExpiryIsKept) {
+  constexpr std::chrono::seconds kExpiry{60};
+  StageOptions options;
+  options.expiry = kExpiry;
+  Stage sut(options);
+  BatchBuilder b;
+  b.point(b.series("edge", model::Kind::kCounter), 1);
+  const auto t0 = Clock::now();
+
+  (void)sut.merge(b.batch(), t0);
+  sut.roll(t0 + kExpiry);
+
+  EXPECT_EQ(sut.series().size(), 1U) << "only series idle for longer than the expiry go";
+  EXPECT_EQ(sut.counters().series_expired, 0U);
+}
+
+TEST(AggregationStageTest, UpdateWithinTheExpiryRestartsTheSeriesIdleTime) {
+  constexpr std::chrono::seconds kExpiry{60};
+  constexpr std::chrono::seconds kLater{50};
+  StageOptions options;
+  options.expiry = kExpiry;
+  Stage sut(options);
+  BatchBuilder first;
+  first.point(first.series("busy", model::Kind::kCounter), 1);
+  BatchBuilder second;
+  second.point(second.series("busy", model::Kind::kCounter), 1);
+  const auto t0 = Clock::now();
+
+  (void)sut.merge(first.batch(), t0);
+  (void)sut.merge(second.batch(), t0 + kLater);
+  sut.roll(t0 + kExpiry + kLater / 2);
+
+  ASSERT_EQ(sut.series().size(), 1U) << "idle beyond the expiry since t0, not since the update";
+  EXPECT_EQ(sut.series()[0]->value, 2);
+  EXPECT_EQ(sut.counters().series_expired, 0U);
 }
 
 TEST(AggregationStageTest, SeriesBeyondTheCapAreRefusedAndCounted) {

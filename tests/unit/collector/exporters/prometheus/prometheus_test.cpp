@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <vector>
 
 #include "collector/exporters/prometheus/names.h"
+#include "common/http_client.h"
 #include "tests/unit/collector/batch_builder.h"
 
 namespace shmstats::collector {
@@ -148,6 +151,21 @@ TEST(PrometheusPageTest, NameUsedWithTwoKindsKeepsTheLowerKindAndCountsTheOther)
   EXPECT_EQ(first.page, second.page) << "deterministic";
 }
 
+TEST(PrometheusPageTest, RenderingAgainReplacesTheHiddenCountsItWasGiven) {
+  constexpr std::uint64_t kStale = 99;
+  Stage stage({});
+  BatchBuilder b;
+  b.point(b.series("x.total", model::Kind::kGauge), 5).point(b.series("x", model::Kind::kCounter), 2);
+  (void)stage.merge(b.batch());
+  std::uint64_t hidden[kHiddenReasonCount] = {kStale, kStale, kStale};
+
+  (void)render_page(stage, PrometheusOptions{}, hidden);
+
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kKindConflict)], 1U);
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kReservedName)], 0U);
+  EXPECT_EQ(hidden[static_cast<std::size_t>(HiddenReason::kDuplicate)], 0U);
+}
+
 TEST(PrometheusPageTest, HistogramReservesItsSampleNames) {
   Stage stage({});
   BatchBuilder b;
@@ -215,6 +233,60 @@ TEST(PrometheusPageTest, ServicesThatEscapeAlikeAppearOnceAndTheRestAreCounted) 
   }
   EXPECT_EQ(lines, 1U) << r.page;
   EXPECT_EQ(r.count(HiddenReason::kDuplicate), 1U);
+}
+
+TEST(PrometheusExporterTest, SendReportsEventsTheStageRefusedAsDropped) {
+  PrometheusOptions options;
+  options.listen = "127.0.0.1:0";
+  options.stage.max_series = 1;
+  auto sut = PrometheusExporter::create(options);
+  ASSERT_TRUE(sut) << sut.error().message;
+  BatchBuilder b;
+  b.point(b.series("kept", model::Kind::kCounter), 1)
+      .point(b.series("refused", model::Kind::kCounter), 1)
+      .point(b.series("kept", model::Kind::kCounter), -1);
+
+  const SendResult r = sut.value()->send(b.batch());
+
+  EXPECT_EQ(r.events_merged, 1U);
+  EXPECT_EQ(r.events_dropped, 2U) << "one beyond the cap, one negative counter increment";
+  EXPECT_EQ(r.events_sent, 0U);
+}
+
+double hidden_series(const std::vector<ExporterSample>& samples, const std::string& reason) {
+  for (const auto& s : samples) {
+    if (s.name == "shmstats_exporter_prometheus_hidden_series" && s.labels.size() == 1 &&
+        s.labels[0].second == reason) {
+      return s.value;
+    }
+  }
+  ADD_FAILURE() << "no hidden_series sample with reason " << reason;
+  return -1;
+}
+
+TEST(PrometheusExporterTest, ScrapePublishesWhatItsPageHidOnTheCollectorsMetrics) {
+  constexpr std::chrono::milliseconds kTimeout{10'000};
+  PrometheusOptions options;
+  options.listen = "127.0.0.1:0";
+  options.view.host = "h1";
+  auto sut = PrometheusExporter::create(options);
+  ASSERT_TRUE(sut) << sut.error().message;
+  BatchBuilder b;
+  b.point(b.series("cache.hits", model::Kind::kCounter, {}, "s"), 1)
+      .point(b.series("cache_hits", model::Kind::kCounter, {}, "s"), 2)
+      .point(b.series("x.total", model::Kind::kGauge), 5)
+      .point(b.series("x", model::Kind::kCounter), 2);
+  (void)sut.value()->send(b.batch());
+
+  const auto reply = common::http_get("127.0.0.1", sut.value()->port(), "/metrics", kTimeout);
+
+  ASSERT_TRUE(reply) << reply.error().message;
+  EXPECT_EQ(reply.value().status, 200);
+  std::vector<ExporterSample> samples;
+  sut.value()->describe_metrics(samples);
+  EXPECT_EQ(hidden_series(samples, "duplicate"), 1);
+  EXPECT_EQ(hidden_series(samples, "kind_conflict"), 1);
+  EXPECT_EQ(hidden_series(samples, "reserved_name"), 0);
 }
 
 }  // namespace
