@@ -48,6 +48,8 @@ shm::Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   return std::chrono::milliseconds(n.value() * scale);
 }
 
+std::string duration_text(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
+
 shm::Result<void> check_option(const OptionSpec& spec, const std::string& text) {
   if (auto r = check_kind(spec, text); !r) return r;
   if (spec.check) return spec.check(text);

@@ -63,6 +63,10 @@ class OptionValues {
   std::map<std::string, std::string> values_;
 };
 
+// A duration as a kDuration key's text ("2500ms"): for declaring defaults from the options
+// structs the factories fill.
+std::string duration_text(std::chrono::milliseconds d);
+
 // The parsers behind the kinds, for the global keys too.
 shm::Result<std::uint64_t> parse_uint(std::string_view text, std::uint64_t max);
 shm::Result<bool> parse_bool(std::string_view text);

@@ -214,30 +214,18 @@ std::string valid_utf8(std::string_view value) {
 }
 
 std::string escape_label_value(std::string_view value) {
+  const std::string valid = valid_utf8(value);
   std::string out;
-  out.reserve(value.size());
-  while (!value.empty()) {
-    std::size_t bad = 0;
-    const std::size_t length = utf8_sequence(value, &bad);
-    if (length == 0) {
-      out += kReplacementCharacter;
-      value.remove_prefix(bad);
-      continue;
-    }
-    if (length == 1) {
-      const char c = value.front();
-      if (c == '\\' || c == '"') {
-        out += '\\';
-        out += c;
-      } else if (c == '\n') {
-        out += "\\n";
-      } else {
-        out += c;
-      }
+  out.reserve(valid.size());
+  for (const char c : valid) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
     } else {
-      out += value.substr(0, length);
+      out += c;
     }
-    value.remove_prefix(length);
   }
   return out;
 }

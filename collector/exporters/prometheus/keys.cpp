@@ -13,7 +13,6 @@ std::string bounds_text(const aggregate::Bounds& bounds) {
   return text;
 }
 
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
 const char* text_of(bool b) { return b ? "true" : "false"; }
 
 }  // namespace
@@ -24,7 +23,7 @@ std::vector<OptionSpec> aggregation_keys() {
   return {
       {.key = "expiry",
        .kind = OptionKind::kDuration,
-       .default_value = ms(stage.expiry),
+       .default_value = duration_text(stage.expiry),
        .help = "a series not updated for this long is forgotten",
        .min = 1000,
        .max = 7 * 86'400'000ULL},

@@ -20,7 +20,7 @@ const ExporterType& prometheus() {
                  .required = true},
                 {.key = "interval",
                  .kind = OptionKind::kDuration,
-                 .default_value = std::to_string(defaults.interval.count()) + "ms",
+                 .default_value = duration_text(defaults.interval),
                  .help = "interval of sets' distinct counts and of expiry checks",
                  .min = 100,
                  .max = 3'600'000},

@@ -6,12 +6,6 @@
 #include "collector/fault.h"
 
 namespace shmstats::collector::outputs {
-namespace {
-
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + "ms"; }
-
-}  // namespace
-
 const ExporterType& remote_write() {
   static const ExporterType type = [] {
     const RemoteWriteOptions d;
@@ -33,24 +27,24 @@ const ExporterType& remote_write() {
                  }},
                 {.key = "interval",
                  .kind = OptionKind::kDuration,
-                 .default_value = ms(d.interval),
+                 .default_value = duration_text(d.interval),
                  .help = "one sample per series per interval",
                  .min = 100,
                  .max = 3'600'000},
                 {.key = "timeout",
                  .kind = OptionKind::kDuration,
-                 .default_value = ms(d.timeout),
+                 .default_value = duration_text(d.timeout),
                  .help = "one request, from connecting to the answer",
                  .min = 10,
                  .max = 600'000},
                 {.key = "retry_for",
                  .kind = OptionKind::kDuration,
-                 .default_value = ms(d.retry_for),
+                 .default_value = duration_text(d.retry_for),
                  .help = "a request answered 5xx/429 or not at all is retried at most this long",
                  .max = 86'400'000},
                 {.key = "max_backoff",
                  .kind = OptionKind::kDuration,
-                 .default_value = ms(d.max_backoff),
+                 .default_value = duration_text(d.max_backoff),
                  .help = "the longest wait between two attempts (back-off doubles from 100ms)",
                  .min = 100,
                  .max = 600'000},
