@@ -366,5 +366,66 @@ TEST(RemoteWriteTest, HttpsDeliversWithTheRightCaAndFailsVerificationWithAWrongO
   EXPECT_EQ(wrong.process.wait(kWait), 0);
 }
 
+// Basic auth against Prometheus started with basic_auth_users: with the right password the samples
+// are accepted; with a wrong one every request is answered 401, not retried, counted rejected.
+TEST(RemoteWriteTest, BasicAuthIsSentAndAWrongPasswordIsRejectedWithoutRetry) {
+  // bcrypt of "s3cret" (Prometheus' web config keeps only the hash).
+  constexpr const char* kHash = "$2b$05$abcdefghijklmnopqrstuuLK7U1u6pVRmL7L1BBM2aS35PSZnDXlK";
+  SegmentGuard guard(unique_prefix());
+  TempDir dir;
+  {
+    std::ofstream web(dir.file("web.yml"));
+    web << "basic_auth_users:\n  shmstats: " << kHash << "\n";
+    std::ofstream(dir.file("right")) << "s3cret\n";
+    std::ofstream(dir.file("wrong")) << "guess\n";
+  }
+  Peer prometheus("start-prometheus.sh", "-", dir, "prometheus",
+                  {"PROM_WEB_CONFIG=" + dir.file("web.yml"), "PROM_CURL_OPTS=-u shmstats:s3cret"});
+  ASSERT_TRUE(prometheus.started());
+  const std::string url = write_url(prometheus, "/api/v1/write");
+  auto right = collector_for(guard.prefix(),
+                             {"--remote-write", url, "--remote-write-interval", "300ms",
+                              "--remote-write-basic-auth-user", "shmstats",
+                              "--remote-write-basic-auth-password-file", dir.file("right")});
+  ASSERT_NE(right.http_port, 0);
+  SegmentGuard wrong_guard(unique_prefix() + "w");
+  auto wrong = collector_for(wrong_guard.prefix(),
+                             {"--remote-write", url, "--remote-write-interval", "300ms",
+                              "--remote-write-basic-auth-user", "shmstats",
+                              "--remote-write-basic-auth-password-file", dir.file("wrong")});
+  ASSERT_NE(wrong.http_port, 0);
+  for (const auto* g : {&guard, &wrong_guard}) {
+    const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, g->prefix(), dir.file("run.json"),
+                                    {"--processes", "1", "--threads", "1", "--series", "1",
+                                     "--events-per-thread", "100", "--kinds", "counter"});
+    ASSERT_TRUE(report.contains("totals"));
+  }
+  const std::string label = "exporter=\"remote_write\"";
+  std::string page;
+  std::string wrong_page;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        page = right.metrics();
+        wrong_page = wrong.metrics();
+        return testing::prom_value(page, "shmstats_exporter_remote_write_requests_total",
+                                   label + ",result=\"ok\"") > 0 &&
+               testing::prom_value(wrong_page, "shmstats_exporter_remote_write_requests_total",
+                                   label + ",result=\"rejected\"") > 0;
+      },
+      kWait, [&] { return page + "\n" + wrong_page; }));
+  EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_last_rejected_status",
+                                label),
+            401);
+  EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_retries_total", label),
+            0);
+  EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_requests_total",
+                                label + ",result=\"ok\""),
+            0);
+  right.process.kill(SIGTERM);
+  wrong.process.kill(SIGTERM);
+  EXPECT_EQ(right.process.wait(kWait), 0);
+  EXPECT_EQ(wrong.process.wait(kWait), 0);
+}
+
 }  // namespace
 }  // namespace shmstats

@@ -90,8 +90,9 @@ class RemoteWriteExporter final : public Exporter {
   std::chrono::milliseconds flush_interval() const override { return options_.interval; }
   void describe_metrics(std::vector<ExporterSample>& out) const override;
 
-  // For tests: requests waiting or being sent now.
+  // For tests: requests waiting or being sent now; the headers every request carries.
   std::size_t pending() const;
+  const HttpSender::Headers& request_headers() const noexcept { return request_headers_; }
 
  private:
   explicit RemoteWriteExporter(RemoteWriteOptions options);

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <snappy.h>
 
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -153,6 +155,53 @@ TEST(RemoteWriteEncodeTest, RequestsAreSplitAtTheSampleAndByteCaps) {
 TEST(RemoteWriteEncodeTest, EmptyStageMakesNoRequest) {
   aggregate::Stage stage({});
   EXPECT_TRUE(encode(stage).empty());
+}
+
+TEST(RemoteWriteExporterTest, RequestsCarryTheProtocolHeadersTheTokenAndTheExtraHeaders) {
+  const std::string token_file = ::testing::TempDir() + "remote_write_token";
+  std::ofstream(token_file) << "t0ken\n";
+  RemoteWriteOptions options;
+  options.url = "http://127.0.0.1:9/api/v1/write";
+  options.bearer_token_file = token_file;
+  options.headers = {{"X-Scope-OrgID", "team-a"}};
+
+  auto sut = RemoteWriteExporter::create(options);
+  std::remove(token_file.c_str());
+
+  ASSERT_TRUE(sut) << sut.error().message;
+  EXPECT_EQ(sut.value()->request_headers(),
+            (HttpSender::Headers{{"Content-Encoding", "snappy"},
+                                 {"Content-Type", "application/x-protobuf"},
+                                 {"X-Prometheus-Remote-Write-Version", "0.1.0"},
+                                 {"Authorization", "Bearer t0ken"},
+                                 {"X-Scope-OrgID", "team-a"}}));
+}
+
+TEST(RemoteWriteExporterTest, BasicAuthIsEncodedAndBadSecretsAreRefused) {
+  const std::string password_file = ::testing::TempDir() + "remote_write_password";
+  std::ofstream(password_file) << "s3cret\n";
+  RemoteWriteOptions options;
+  options.url = "http://127.0.0.1:9/api/v1/write";
+  options.basic_auth_user = "shmstats";
+  options.basic_auth_password_file = password_file;
+  RemoteWriteOptions missing = options;
+  missing.basic_auth_password_file = "/proc/no-such-file";
+  RemoteWriteOptions both = options;
+  both.bearer_token_file = password_file;
+
+  auto sut = RemoteWriteExporter::create(options);
+  auto missing_file = RemoteWriteExporter::create(missing);
+  auto two_kinds = RemoteWriteExporter::create(both);
+  std::remove(password_file.c_str());
+
+  ASSERT_TRUE(sut) << sut.error().message;
+  // base64("shmstats:s3cret")
+  EXPECT_EQ(sut.value()->request_headers().back(),
+            (std::pair<std::string, std::string>{"Authorization", "Basic c2htc3RhdHM6czNjcmV0"}));
+  ASSERT_FALSE(missing_file);
+  EXPECT_NE(missing_file.error().message.find("cannot be read"), std::string::npos);
+  ASSERT_FALSE(two_kinds);
+  EXPECT_NE(two_kinds.error().message.find("cannot both be set"), std::string::npos);
 }
 
 }  // namespace
