@@ -63,7 +63,8 @@ shm::Result<void> check_kind(const OptionSpec& spec, const std::string& text) {
       return shm::success();
     case OptionKind::kName:
       if (text.empty() || text.size() > spec.max ||
-          text.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+          text.find_first_not_of(
+              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
               std::string::npos) {
         return expected(fmt::format("must be 1 to {} characters of [A-Za-z0-9_.-]", spec.max));
       }

@@ -45,7 +45,8 @@ shm::Result<Endpoint> parse_endpoint(std::string_view text, const EndpointRules&
   if (text.find('\0') != std::string_view::npos) return bad("contains a NUL byte");
   Endpoint ep;
   if (text.starts_with(kUnixScheme)) {
-    if (!rules.allow_unix) return bad(fmt::format("a Unix socket is not allowed here; {}", expected));
+    if (!rules.allow_unix)
+      return bad(fmt::format("a Unix socket is not allowed here; {}", expected));
     const std::string_view path = text.substr(kUnixScheme.size());
     if (!path.starts_with('/')) return bad("a Unix socket path must be absolute (unix:///path)");
     constexpr std::size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
@@ -89,8 +90,8 @@ shm::Result<Endpoint> parse_endpoint(std::string_view text, const EndpointRules&
   const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
   const unsigned min_port = rules.listener ? 0 : 1;
   if (port_text.empty() || ec != std::errc{} || ptr != end || port < min_port || port > 65535) {
-    return bad(fmt::format("port \"{}\" is not a number from {} to 65535", shown(port_text),
-                           min_port));
+    return bad(
+        fmt::format("port \"{}\" is not a number from {} to 65535", shown(port_text), min_port));
   }
   ep.host = std::string(host);
   ep.port = static_cast<std::uint16_t>(port);

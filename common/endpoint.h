@@ -2,7 +2,7 @@
 //
 //   HOST:PORT          a name or IPv4 literal and a port            127.0.0.1:8125, statsd:8125
 //   [IPV6]:PORT        an IPv6 literal, always in brackets          [::1]:9125
-//   unix:///PATH       a Unix datagram socket, absolute path        unix:///var/run/datadog/dsd.socket
+//   unix:///PATH       a Unix datagram socket, absolute path unix:///var/run/datadog/dsd.socket
 //   PORT, :PORT        listeners only: the default host             9125, :9125
 //
 // Ports are 1 to 65535 for a destination; a listener may also say 0 (any free port, read back

@@ -1,7 +1,8 @@
-// The text every binary prints for --version (three lines, without the last newline): the project version (CMakeLists.txt, passed as
-// SHMSTATS_VERSION) and the two format versions that move on their own, the segment layout's
-// (shm/layout.h) and the wire format's (proto/datagram.h). A collector and its producers must
-// agree on the layout version; a collector and its receivers on the wire format version.
+// The text every binary prints for --version (three lines, without the last newline): the project
+// version (CMakeLists.txt, passed as SHMSTATS_VERSION) and the two format versions that move on
+// their own, the segment layout's (shm/layout.h) and the wire format's (proto/datagram.h). A
+// collector and its producers must agree on the layout version; a collector and its receivers on
+// the wire format version.
 #pragma once
 
 #include <string>

@@ -68,8 +68,8 @@ struct Aggregate {
 // Points and aggregates of one flush, plus ownership of the series definitions they point to (a
 // segment may be reclaimed while an output still holds the batch).
 struct Batch {
-  std::vector<Point> points;          // each Point::series points into `series`
-  std::vector<Aggregate> aggregates;  // likewise
+  std::vector<Point> points;                             // each Point::series points into `series`
+  std::vector<Aggregate> aggregates;                     // likewise
   std::vector<std::shared_ptr<const SeriesDef>> series;  // keeps the definitions alive
   std::uint64_t id = 0;                                  // the drain loop's sequence, from 1
   std::uint64_t created_monotonic_ns = 0;                // when the drain loop sealed it

@@ -98,9 +98,9 @@ shm::Result<Bounds> parse_bounds(std::string_view text) {
     const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
     if (part.empty() || ec != std::errc() || ptr != part.data() + part.size() ||
         !std::isfinite(v)) {
-      return shm::Error{shm::Errc::kInvalidOptions,
-                        fmt::format("bucket bound \"{}\" is not a finite number",
-                                    common::shown(part))};
+      return shm::Error{
+          shm::Errc::kInvalidOptions,
+          fmt::format("bucket bound \"{}\" is not a finite number", common::shown(part))};
     }
     if (!bounds.empty() && v <= bounds.back()) {
       return shm::Error{shm::Errc::kInvalidOptions,
@@ -128,15 +128,15 @@ shm::Result<std::vector<BucketRule>> parse_bucket_rules(std::string_view text) {
     if (rule.empty()) continue;
     const std::size_t eq = rule.find('=');
     if (eq == std::string_view::npos || eq == 0) {
-      return shm::Error{shm::Errc::kInvalidOptions,
-                        fmt::format("bucket rule \"{}\" is not PATTERN=b1,b2,...",
-                                    common::shown(rule))};
+      return shm::Error{
+          shm::Errc::kInvalidOptions,
+          fmt::format("bucket rule \"{}\" is not PATTERN=b1,b2,...", common::shown(rule))};
     }
     auto bounds = parse_bounds(rule.substr(eq + 1));
     if (!bounds) {
-      return shm::Error{shm::Errc::kInvalidOptions,
-                        fmt::format("bucket rule \"{}\": {}", common::shown(rule),
-                                    bounds.error().message)};
+      return shm::Error{
+          shm::Errc::kInvalidOptions,
+          fmt::format("bucket rule \"{}\": {}", common::shown(rule), bounds.error().message)};
     }
     rules.push_back(BucketRule{std::string(rule.substr(0, eq)), std::move(bounds).value()});
   }

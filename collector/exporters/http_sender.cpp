@@ -24,8 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 std::string HttpUrl::text() const {
   const bool v6 = host.find(':') != std::string::npos;
-  return fmt::format("{}://{}{}{}:{}{}", tls ? "https" : "http", v6 ? "[" : "", host,
-                     v6 ? "]" : "", port, target);
+  return fmt::format("{}://{}{}{}:{}{}", tls ? "https" : "http", v6 ? "[" : "", host, v6 ? "]" : "",
+                     port, target);
 }
 
 shm::Result<HttpUrl> parse_http_url(std::string_view text) {
@@ -76,8 +76,8 @@ shm::Result<HttpUrl> parse_http_url(std::string_view text) {
     const char* end = port_text.data() + port_text.size();
     const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
     if (port_text.empty() || ec != std::errc() || ptr != end || port == 0 || port > 65535) {
-      return bad(fmt::format("port \"{}\" is not a number from 1 to 65535",
-                             common::shown(port_text)));
+      return bad(
+          fmt::format("port \"{}\" is not a number from 1 to 65535", common::shown(port_text)));
     }
   }
   url.port = static_cast<std::uint16_t>(port);
@@ -127,7 +127,7 @@ HttpSender::HttpSender(HttpUrl url, std::string user_agent)
 HttpSender::~HttpSender() = default;
 
 shm::Result<std::unique_ptr<HttpSender>> HttpSender::create(HttpUrl url, const TlsOptions& tls,
-                                                             std::string user_agent) {
+                                                            std::string user_agent) {
   std::unique_ptr<HttpSender> sender(new HttpSender(std::move(url), std::move(user_agent)));
   if (sender->url_.tls) {
     auto& ctx = sender->impl_->ssl.emplace(asio::ssl::context::tls_client);
@@ -139,8 +139,9 @@ shm::Result<std::unique_ptr<HttpSender>> HttpSender::create(HttpUrl url, const T
       ctx.load_verify_file(tls.ca_file, ec);
     }
     if (ec) {
-      return shm::Error{shm::Errc::kInvalidOptions,
-                        fmt::format("CA file \"{}\": {}", common::shown(tls.ca_file), ec.message())};
+      return shm::Error{
+          shm::Errc::kInvalidOptions,
+          fmt::format("CA file \"{}\": {}", common::shown(tls.ca_file), ec.message())};
     }
   }
   return sender;
@@ -176,9 +177,9 @@ HttpSender::Reply HttpSender::post(const Headers& headers, const std::string& bo
       // SSL_set_tlsext_host_name is a macro with a C cast in it; this is its expansion.
       if (SSL_ctrl(s.secure->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME,
                    TLSEXT_NAMETYPE_host_name, const_cast<char*>(url_.host.c_str())) != 1) {
-        return fail("setting the TLS server name for", beast::error_code(
-                                                         static_cast<int>(::ERR_get_error()),
-                                                         asio::error::get_ssl_category()));
+        return fail("setting the TLS server name for",
+                    beast::error_code(static_cast<int>(::ERR_get_error()),
+                                      asio::error::get_ssl_category()));
       }
       s.secure->set_verify_callback(asio::ssl::host_name_verification(url_.host));
     } else {
@@ -187,8 +188,9 @@ HttpSender::Reply HttpSender::post(const Headers& headers, const std::string& bo
     ec = s.run([&](auto handler) { s.lowest().async_connect(found, handler); }, deadline);
     if (ec) return fail("connecting to", ec);
     if (url_.tls) {
-      ec = s.run([&](auto handler) { s.secure->async_handshake(asio::ssl::stream_base::client, handler); },
-                 deadline);
+      ec = s.run(
+          [&](auto handler) { s.secure->async_handshake(asio::ssl::stream_base::client, handler); },
+          deadline);
       if (ec) return fail("TLS handshake with", ec);
     }
     s.connected = true;

@@ -114,9 +114,9 @@ TEST(OutputsTest, TwoUdpTablesAndATallyEachGetEveryAcceptedEventExactlyOnce) {
   const std::string check = "exporter=\"check\"";
   EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_events_merged_total", check), accepted);
   EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_events_sent_total", check), 0);
-  EXPECT_GT(testing::prom_value(page, "shmstats_exporter_tally_writes_total",
-                                check + ",result=\"ok\""),
-            1)
+  EXPECT_GT(
+      testing::prom_value(page, "shmstats_exporter_tally_writes_total", check + ",result=\"ok\""),
+      1)
       << "written on its 50 ms deadline, not only at stop";
   EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_tally_series", check), kThreads);
   EXPECT_EQ(testing::prom_value(page, "shmstats_collector_batches_completed_total"),
@@ -128,9 +128,10 @@ TEST(OutputsTest, TwoUdpTablesAndATallyEachGetEveryAcceptedEventExactlyOnce) {
 TEST(OutputsTest, BadOutputTableStopsStartupWithAMessageNamingIt) {
   constexpr int kConfigError = 2;
   TempDir dir;
-  write_file(dir.file("bad.toml"),
-             "[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:9\"\n"
-             "[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:9\"\nmax_datagram_bytes = 99\n");
+  write_file(
+      dir.file("bad.toml"),
+      "[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:9\"\n"
+      "[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:9\"\nmax_datagram_bytes = 99\n");
   const std::string log = dir.file("stderr.log");
 
   auto sut = ChildProcess::spawn(

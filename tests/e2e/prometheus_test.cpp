@@ -2,6 +2,8 @@
 // scraping the collector's --prometheus endpoint every second): loadgen producers with known
 // per-series totals, folded traffic included, and what Prometheus' query API then returns; the
 // page passes promtool; expiry and the cardinality cap show on the collector's /metrics.
+#include "collector/exporters/prometheus/prometheus.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -14,7 +16,6 @@
 #include <string>
 #include <vector>
 
-#include "collector/exporters/prometheus/prometheus.h"
 #include "tests/support/peers.h"
 #include "tests/support/pipeline.h"
 #include "tests/support/support.h"
@@ -25,15 +26,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using testing::add_report;
 using testing::ChildProcess;
 using testing::http_get;
+using testing::Pushed;
+using testing::run_loadgen;
 using testing::SegmentGuard;
 using testing::TempDir;
 using testing::unique_prefix;
 using testing::wait_until;
-using testing::add_report;
-using testing::Pushed;
-using testing::run_loadgen;
 using namespace std::chrono_literals;
 
 constexpr auto kWait = 90s;
@@ -54,7 +55,7 @@ std::uint16_t port_of(const std::string& host_port) {
 
 Collector start_collector(const std::string& prefix, const std::vector<std::string>& extra) {
   std::vector<std::string> argv = {SHMSTATS_COLLECTOR_BIN, "--shm-prefix", prefix, "--http",
-                                   "127.0.0.1:0", "--log-level", "warn", "--prometheus",
+                                   "127.0.0.1:0",          "--log-level",  "warn", "--prometheus",
                                    "127.0.0.1:0"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   Collector c{ChildProcess::spawn(argv)};
@@ -105,17 +106,18 @@ TEST(PrometheusOutputTest, RealPrometheusHoldsExactlyWhatTheProducersPushed) {
   ASSERT_NO_FATAL_FAILURE(add_report(paced, pushed));
   ASSERT_EQ(paced.at("totals").at("refused").get<std::uint64_t>(), 0U);
   // Run 2: series s0..s2 only (no gauge), unpaced into 64-slot rings: many values fold.
-  const json folded = run_loadgen(
-      SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("folded.json"),
-      {"--processes", "2", "--threads", "2", "--series", "3", "--events-per-thread", "20000",
-       "--ring-capacity", "64", "--overflow", "fold"});
+  const json folded =
+      run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("folded.json"),
+                  {"--processes", "2", "--threads", "2", "--series", "3", "--events-per-thread",
+                   "20000", "--ring-capacity", "64", "--overflow", "fold"});
   ASSERT_NO_FATAL_FAILURE(add_report(folded, pushed));
   ASSERT_EQ(folded.at("totals").at("refused").get<std::uint64_t>(), 0U);
 
   const double gauge_last = (kEventsPerThread - 1) % 500;
   std::string last;
-  ASSERT_TRUE(wait_until([&] { return testing::store_holds_counts(prometheus, pushed, gauge_last, last); },
-                         kWait, [&] { return last; }));
+  ASSERT_TRUE(
+      wait_until([&] { return testing::store_holds_counts(prometheus, pushed, gauge_last, last); },
+                 kWait, [&] { return last; }));
   testing::expect_sums(prometheus, pushed);
   // One series per name, with the labels the README promises.
   const json series = prometheus.query("loadgen_s0_total");
@@ -145,13 +147,13 @@ TEST(PrometheusOutputTest, CardinalityCapAndExpiryShowOnTheCollectorsMetrics) {
   SegmentGuard guard(unique_prefix());
   TempDir dir;
   auto collector = start_collector(
-      guard.prefix(), {"--prometheus-max-series", std::to_string(kCap), "--prometheus-expiry",
-                       "1s", "--prometheus-interval", "200ms"});
+      guard.prefix(), {"--prometheus-max-series", std::to_string(kCap), "--prometheus-expiry", "1s",
+                       "--prometheus-interval", "200ms"});
   ASSERT_NE(collector.scrape_port, 0);
-  const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("run.json"),
-                                  {"--processes", "1", "--threads", "1", "--series",
-                                   std::to_string(kSeries), "--events-per-thread", "10",
-                                   "--kinds", "counter", "--ring-capacity", "1024"});
+  const json report =
+      run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("run.json"),
+                  {"--processes", "1", "--threads", "1", "--series", std::to_string(kSeries),
+                   "--events-per-thread", "10", "--kinds", "counter", "--ring-capacity", "1024"});
   ASSERT_TRUE(report.contains("totals"));
   const std::string label = "exporter=\"prometheus\"";
   std::string metrics;
@@ -159,8 +161,7 @@ TEST(PrometheusOutputTest, CardinalityCapAndExpiryShowOnTheCollectorsMetrics) {
       [&] {
         metrics = http_get(collector.http_port, "/metrics");
         return testing::prom_value(metrics, "shmstats_exporter_prometheus_dropped_events_total",
-                                   label + ",reason=\"cardinality_cap\"") ==
-               (kSeries - kCap) * 10;
+                                   label + ",reason=\"cardinality_cap\"") == (kSeries - kCap) * 10;
       },
       kWait, [&] { return metrics; }));
   EXPECT_EQ(testing::prom_value(metrics, "shmstats_exporter_prometheus_series", label), kCap);
@@ -185,18 +186,30 @@ TEST(PrometheusOutputTest, MappedNamesPassPromtoolWithoutLintProblems) {
   collector::aggregate::Stage stage({});
   testing::BatchBuilder b;
   const std::vector<std::pair<std::string, model::Kind>> names = {
-      {"http.requests", model::Kind::kCounter},   {"cacheHits", model::Kind::kCounter},
-      {"HTTPErrors", model::Kind::kGauge},         {"db.query.ms", model::Kind::kTiming},
-      {"render-time_msec", model::Kind::kTiming},  {"5xx", model::Kind::kCounter},
-      {"queue.depth", model::Kind::kGaugeDelta},   {"payload.size", model::Kind::kHistogram},
-      {"active.users", model::Kind::kSet},         {"jobs_total", model::Kind::kCounter},
-      {"x", model::Kind::kCounter},                {"x.total", model::Kind::kGauge},
-      {"size", model::Kind::kHistogram},           {"size.count", model::Kind::kGauge},
-      {"cache.hits", model::Kind::kCounter},       {"a..batch", model::Kind::kGauge}};
+      {"http.requests", model::Kind::kCounter},
+      {"cacheHits", model::Kind::kCounter},
+      {"HTTPErrors", model::Kind::kGauge},
+      {"db.query.ms", model::Kind::kTiming},
+      {"render-time_msec", model::Kind::kTiming},
+      {"5xx", model::Kind::kCounter},
+      {"queue.depth", model::Kind::kGaugeDelta},
+      {"payload.size", model::Kind::kHistogram},
+      {"active.users", model::Kind::kSet},
+      {"jobs_total", model::Kind::kCounter},
+      {"x", model::Kind::kCounter},
+      {"x.total", model::Kind::kGauge},
+      {"size", model::Kind::kHistogram},
+      {"size.count", model::Kind::kGauge},
+      {"cache.hits", model::Kind::kCounter},
+      {"a..batch", model::Kind::kGauge}};
   for (const auto& [name, kind] : names) {
     b.point(b.series(name, kind,
-                     {{"2fa", "on"}, {"__name__", "x"}, {"a-b", "1"}, {"a.b", "2"},
-                      {"le", "0.5"}, {"userId", "caf\xC3\xA9 \"q\"\\"}},
+                     {{"2fa", "on"},
+                      {"__name__", "x"},
+                      {"a-b", "1"},
+                      {"a.b", "2"},
+                      {"le", "0.5"},
+                      {"userId", "caf\xC3\xA9 \"q\"\\"}},
                      "svc"),
             1);
   }

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
-#include <memory>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -47,8 +47,7 @@ std::string write_url(const Peer& peer, const std::string& path) {
 // below must see.
 constexpr const char* kExporterQueue = "10000";
 
-testing::PipelineProcess collector_for(const std::string& prefix,
-                                       std::vector<std::string> args,
+testing::PipelineProcess collector_for(const std::string& prefix, std::vector<std::string> args,
                                        const std::vector<std::string>& env = {}) {
   args.insert(args.end(), {"--exporter-queue", kExporterQueue});
   return testing::start_collector(SHMSTATS_COLLECTOR_BIN, prefix, args, env);
@@ -56,10 +55,10 @@ testing::PipelineProcess collector_for(const std::string& prefix,
 
 // A paced run of 3 processes x 2 threads over 8 series of every kind (nothing folds).
 json paced_run(const std::string& prefix, const TempDir& dir, const std::string& name) {
-  return run_loadgen(SHMSTATS_LOADGEN_BIN, prefix, dir.file(name + ".json"),
-                     {"--processes", "3", "--threads", "2", "--series", "8", "--events-per-thread",
-                      std::to_string(kEventsPerThread), "--rate", "20000", "--ring-capacity",
-                      "65536"});
+  return run_loadgen(
+      SHMSTATS_LOADGEN_BIN, prefix, dir.file(name + ".json"),
+      {"--processes", "3", "--threads", "2", "--series", "8", "--events-per-thread",
+       std::to_string(kEventsPerThread), "--rate", "20000", "--ring-capacity", "65536"});
 }
 
 // One collector writing to Prometheus and to VictoriaMetrics at once (two remote_write outputs):
@@ -80,10 +79,10 @@ TEST(RemoteWriteTest, PrometheusAndVictoriaMetricsHoldExactlyWhatTheProducersPus
   const json paced = paced_run(guard.prefix(), dir, "paced");
   ASSERT_NO_FATAL_FAILURE(add_report(paced, pushed));
   ASSERT_EQ(paced.at("totals").at("refused").get<std::uint64_t>(), 0U);
-  const json folded = run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("folded.json"),
-                                  {"--processes", "2", "--threads", "2", "--series", "3",
-                                   "--events-per-thread", "20000", "--ring-capacity", "64",
-                                   "--overflow", "fold"});
+  const json folded =
+      run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("folded.json"),
+                  {"--processes", "2", "--threads", "2", "--series", "3", "--events-per-thread",
+                   "20000", "--ring-capacity", "64", "--overflow", "fold"});
   ASSERT_NO_FATAL_FAILURE(add_report(folded, pushed));
 
   const double gauge_last = (kEventsPerThread - 1) % 500;
@@ -123,20 +122,20 @@ TEST(RemoteWriteTest, TwoCollectorsIntoOneStoreGiveEachHostsExactTotals) {
   std::vector<std::unique_ptr<SegmentGuard>> guards;
   for (const char* host : {"host-a", "host-b"}) {
     guards.push_back(std::make_unique<SegmentGuard>(unique_prefix() + host[5]));
-    collectors.push_back(collector_for(
-        guards.back()->prefix(), {"--host", host, "--remote-write",
-                                 write_url(victoria, "/api/v1/write"), "--remote-write-interval",
-                                 "500ms"}));
+    collectors.push_back(
+        collector_for(guards.back()->prefix(),
+                      {"--host", host, "--remote-write", write_url(victoria, "/api/v1/write"),
+                       "--remote-write-interval", "500ms"}));
     ASSERT_NE(collectors.back().http_port, 0);
   }
   for (std::size_t i = 0; i < guards.size(); ++i) {
     const std::string host = i == 0 ? "host-a" : "host-b";
     // Different loads per host, so a mix-up cannot pass.
-    const json report = run_loadgen(
-        SHMSTATS_LOADGEN_BIN, guards[i]->prefix(), dir.file(host + ".json"),
-        {"--processes", "1", "--threads", std::to_string(i + 1), "--series", "4",
-         "--events-per-thread", std::to_string(kEventsPerThread), "--rate", "20000",
-         "--ring-capacity", "65536"});
+    const json report =
+        run_loadgen(SHMSTATS_LOADGEN_BIN, guards[i]->prefix(), dir.file(host + ".json"),
+                    {"--processes", "1", "--threads", std::to_string(i + 1), "--series", "4",
+                     "--events-per-thread", std::to_string(kEventsPerThread), "--rate", "20000",
+                     "--ring-capacity", "65536"});
     ASSERT_NO_FATAL_FAILURE(add_report(report, pushed_by_host[host]));
   }
   const double gauge_last = (kEventsPerThread - 1) % 500;
@@ -155,8 +154,7 @@ TEST(RemoteWriteTest, TwoCollectorsIntoOneStoreGiveEachHostsExactTotals) {
   ASSERT_EQ(by_host["data"]["result"].size(), 2U) << by_host.dump();
   for (const auto& r : by_host["data"]["result"]) {
     const std::string host = r["metric"]["host"];
-    EXPECT_EQ(std::stod(r["value"][1].get<std::string>()),
-              pushed_by_host[host]["loadgen.s0"].sum)
+    EXPECT_EQ(std::stod(r["value"][1].get<std::string>()), pushed_by_host[host]["loadgen.s0"].sum)
         << host;
   }
   for (auto& c : collectors) {
@@ -173,16 +171,33 @@ TEST(RemoteWriteTest, EveryIntervalArrivesAfterTheDestinationWasDownFor20Seconds
   TempDir dir;
   const std::uint16_t port = testing::free_tcp_port();
   ASSERT_NE(port, 0);
-  auto collector = collector_for(
-      guard.prefix(), {"--remote-write", "http://127.0.0.1:" + std::to_string(port) +
-                                             "/api/v1/write",
-                       "--remote-write-interval", "1s", "--remote-write-timeout", "2s"});
+  auto collector =
+      collector_for(guard.prefix(),
+                    {"--remote-write", "http://127.0.0.1:" + std::to_string(port) + "/api/v1/write",
+                     "--remote-write-interval", "1s", "--remote-write-timeout", "2s"});
   ASSERT_NE(collector.http_port, 0);
   // One counter series, pushed for the whole outage and a bit after.
-  auto producer = ChildProcess::spawn(
-      {SHMSTATS_LOADGEN_BIN, "--prefix", guard.prefix(), "--processes", "1", "--threads", "1",
-       "--series", "1", "--kinds", "counter", "--rate", "200", "--duration", "24",
-       "--ring-capacity", "65536", "--hold-ms", "500", "--json-out", dir.file("run.json")});
+  auto producer = ChildProcess::spawn({SHMSTATS_LOADGEN_BIN,
+                                       "--prefix",
+                                       guard.prefix(),
+                                       "--processes",
+                                       "1",
+                                       "--threads",
+                                       "1",
+                                       "--series",
+                                       "1",
+                                       "--kinds",
+                                       "counter",
+                                       "--rate",
+                                       "200",
+                                       "--duration",
+                                       "24",
+                                       "--ring-capacity",
+                                       "65536",
+                                       "--hold-ms",
+                                       "500",
+                                       "--json-out",
+                                       dir.file("run.json")});
   std::this_thread::sleep_for(kOutage);  // the outage itself, not a synchronisation
   const std::string label = "exporter=\"remote_write\"";
   const double failed_before_start = testing::prom_value(
@@ -220,8 +235,8 @@ TEST(RemoteWriteTest, EveryIntervalArrivesAfterTheDestinationWasDownFor20Seconds
   const auto& values = series["values"];
   const double sent = testing::prom_value(page, "shmstats_exporter_remote_write_samples_total",
                                           label + ",result=\"sent\"");
-  const double dropped = testing::prom_value(
-      page, "shmstats_exporter_remote_write_samples_total", label + ",result=\"dropped\"");
+  const double dropped = testing::prom_value(page, "shmstats_exporter_remote_write_samples_total",
+                                             label + ",result=\"dropped\"");
   EXPECT_GT(failed_before_start, 0) << "the outage was seen";
   EXPECT_EQ(dropped, 0) << page;
   EXPECT_GE(timestamps.size(), 20U) << "the intervals of the outage arrived after it";
@@ -243,11 +258,10 @@ TEST(RemoteWriteTest, RequestRejectedWith400IsNotRetriedAndIsCounted) {
   TempDir dir;
   Peer prometheus("start-prometheus.sh", "-", dir, "prometheus");
   ASSERT_TRUE(prometheus.started());
-  auto collector = collector_for(
-      guard.prefix(),
-      {"--remote-write", write_url(prometheus, "/api/v1/write"), "--remote-write-interval",
-       "300ms"},
-      {"SHMSTATS_COLLECTOR_FAULT_CORRUPT_REQUESTS=remote_write"});
+  auto collector = collector_for(guard.prefix(),
+                                 {"--remote-write", write_url(prometheus, "/api/v1/write"),
+                                  "--remote-write-interval", "300ms"},
+                                 {"SHMSTATS_COLLECTOR_FAULT_CORRUPT_REQUESTS=remote_write"});
   ASSERT_NE(collector.http_port, 0);
   const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("run.json"),
                                   {"--processes", "1", "--threads", "1", "--series", "2",
@@ -262,8 +276,7 @@ TEST(RemoteWriteTest, RequestRejectedWith400IsNotRetriedAndIsCounted) {
                                    label + ",result=\"rejected\"") >= 2;
       },
       kWait, [&] { return page; }));
-  EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_remote_write_last_rejected_status",
-                                label),
+  EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_remote_write_last_rejected_status", label),
             400);
   EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_remote_write_retries_total", label), 0);
   EXPECT_EQ(testing::prom_value(page, "shmstats_exporter_remote_write_requests_total",
@@ -277,10 +290,10 @@ TEST(RemoteWriteTest, RequestRejectedWith400IsNotRetriedAndIsCounted) {
 
 // Runs openssl (Debian's) to make a self-signed certificate for 127.0.0.1 in `dir`.
 bool make_certificate(const TempDir& dir, const std::string& name) {
-  auto openssl = ChildProcess::spawn(
-      {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-       "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-       dir.file(name + ".key"), "-out", dir.file(name + ".pem")});
+  auto openssl = ChildProcess::spawn({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
+                                      "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                                      "subjectAltName=IP:127.0.0.1", "-keyout",
+                                      dir.file(name + ".key"), "-out", dir.file(name + ".pem")});
   (void)openssl.read_all(true);
   return openssl.wait(60s) == 0;
 }
@@ -301,27 +314,26 @@ TEST(RemoteWriteTest, HttpsDeliversWithTheRightCaAndFailsVerificationWithAWrongO
                   {"PROM_WEB_CONFIG=" + dir.file("web.yml"), "PROM_SCHEME=https",
                    "PROM_CURL_OPTS=--cacert " + dir.file("server.pem")});
   ASSERT_TRUE(prometheus.started());
-  const std::string url = "https://127.0.0.1:" + std::to_string(prometheus.port()) +
-                          "/api/v1/write";
-  auto collector = collector_for(
-      guard.prefix(),
-      {"--remote-write-interval", "300ms", "--remote-write", url,
-       "--remote-write-ca-file", dir.file("server.pem")});
+  const std::string url =
+      "https://127.0.0.1:" + std::to_string(prometheus.port()) + "/api/v1/write";
+  auto collector =
+      collector_for(guard.prefix(), {"--remote-write-interval", "300ms", "--remote-write", url,
+                                     "--remote-write-ca-file", dir.file("server.pem")});
   ASSERT_NE(collector.http_port, 0);
   SegmentGuard wrong_guard(unique_prefix() + "w");
-  auto wrong = collector_for(wrong_guard.prefix(),
-                             {"--remote-write-interval", "300ms", "--remote-write", url,
-                              "--remote-write-ca-file", dir.file("other.pem")});
+  auto wrong =
+      collector_for(wrong_guard.prefix(), {"--remote-write-interval", "300ms", "--remote-write",
+                                           url, "--remote-write-ca-file", dir.file("other.pem")});
   ASSERT_NE(wrong.http_port, 0);
   const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, guard.prefix(), dir.file("run.json"),
                                   {"--processes", "1", "--threads", "1", "--series", "1",
                                    "--events-per-thread", "100", "--kinds", "counter"});
   std::map<std::string, Pushed> pushed;
   ASSERT_NO_FATAL_FAILURE(add_report(report, pushed));
-  const json wrong_report = run_loadgen(SHMSTATS_LOADGEN_BIN, wrong_guard.prefix(),
-                                        dir.file("wrong.json"),
-                                        {"--processes", "1", "--threads", "1", "--series", "1",
-                                         "--events-per-thread", "100", "--kinds", "counter"});
+  const json wrong_report =
+      run_loadgen(SHMSTATS_LOADGEN_BIN, wrong_guard.prefix(), dir.file("wrong.json"),
+                  {"--processes", "1", "--threads", "1", "--series", "1", "--events-per-thread",
+                   "100", "--kinds", "counter"});
   ASSERT_TRUE(wrong_report.contains("totals"));
   const std::string label = "exporter=\"remote_write\"";
   std::string page;
@@ -348,10 +360,9 @@ TEST(RemoteWriteTest, HttpsDeliversWithTheRightCaAndFailsVerificationWithAWrongO
   std::string curl_out;
   ASSERT_TRUE(wait_until(
       [&] {
-        auto curl = ChildProcess::spawn(
-            {"/usr/bin/curl", "-s", "--cacert", dir.file("server.pem"),
-             "https://127.0.0.1:" + std::to_string(prometheus.port()) +
-                 "/api/v1/query?query=loadgen_s0_total"});
+        auto curl = ChildProcess::spawn({"/usr/bin/curl", "-s", "--cacert", dir.file("server.pem"),
+                                         "https://127.0.0.1:" + std::to_string(prometheus.port()) +
+                                             "/api/v1/query?query=loadgen_s0_total"});
         curl_out = curl.read_all(true);
         (void)curl.wait(30s);
         const json j = json::parse(curl_out, nullptr, false);
@@ -383,16 +394,16 @@ TEST(RemoteWriteTest, BasicAuthIsSentAndAWrongPasswordIsRejectedWithoutRetry) {
                   {"PROM_WEB_CONFIG=" + dir.file("web.yml"), "PROM_CURL_OPTS=-u shmstats:s3cret"});
   ASSERT_TRUE(prometheus.started());
   const std::string url = write_url(prometheus, "/api/v1/write");
-  auto right = collector_for(guard.prefix(),
-                             {"--remote-write", url, "--remote-write-interval", "300ms",
-                              "--remote-write-basic-auth-user", "shmstats",
-                              "--remote-write-basic-auth-password-file", dir.file("right")});
+  auto right =
+      collector_for(guard.prefix(), {"--remote-write", url, "--remote-write-interval", "300ms",
+                                     "--remote-write-basic-auth-user", "shmstats",
+                                     "--remote-write-basic-auth-password-file", dir.file("right")});
   ASSERT_NE(right.http_port, 0);
   SegmentGuard wrong_guard(unique_prefix() + "w");
-  auto wrong = collector_for(wrong_guard.prefix(),
-                             {"--remote-write", url, "--remote-write-interval", "300ms",
-                              "--remote-write-basic-auth-user", "shmstats",
-                              "--remote-write-basic-auth-password-file", dir.file("wrong")});
+  auto wrong = collector_for(
+      wrong_guard.prefix(),
+      {"--remote-write", url, "--remote-write-interval", "300ms", "--remote-write-basic-auth-user",
+       "shmstats", "--remote-write-basic-auth-password-file", dir.file("wrong")});
   ASSERT_NE(wrong.http_port, 0);
   for (const auto* g : {&guard, &wrong_guard}) {
     const json report = run_loadgen(SHMSTATS_LOADGEN_BIN, g->prefix(), dir.file("run.json"),
@@ -413,9 +424,9 @@ TEST(RemoteWriteTest, BasicAuthIsSentAndAWrongPasswordIsRejectedWithoutRetry) {
                                    label + ",result=\"rejected\"") > 0;
       },
       kWait, [&] { return page + "\n" + wrong_page; }));
-  EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_last_rejected_status",
-                                label),
-            401);
+  EXPECT_EQ(
+      testing::prom_value(wrong_page, "shmstats_exporter_remote_write_last_rejected_status", label),
+      401);
   EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_retries_total", label),
             0);
   EXPECT_EQ(testing::prom_value(wrong_page, "shmstats_exporter_remote_write_requests_total",

@@ -81,8 +81,8 @@ double Peer::query_one(const std::string& promql, std::string* raw) const {
 
 nlohmann::json run_loadgen(const std::string& loadgen_bin, const std::string& prefix,
                            const std::string& report_file, const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {loadgen_bin, "--prefix", prefix, "--json-out", report_file,
-                                   "--hold-ms", "300"};
+  std::vector<std::string> argv = {loadgen_bin, "--prefix",  prefix, "--json-out",
+                                   report_file, "--hold-ms", "300"};
   argv.insert(argv.end(), args.begin(), args.end());
   auto loadgen = ChildProcess::spawn(argv);
   const std::string out = loadgen.read_all(true);

@@ -21,8 +21,7 @@ class Peer {
   // "-"; `env` extra variables for the script (PROM_WEB_CONFIG, ...). A failure to start is a
   // test failure (the peers are required; CI installs them).
   Peer(const std::string& script, const std::string& target, const TempDir& dir,
-       const std::string& name, const std::vector<std::string>& env = {},
-       std::uint16_t port = 0);
+       const std::string& name, const std::vector<std::string>& env = {}, std::uint16_t port = 0);
   ~Peer();
   Peer(const Peer&) = delete;
   Peer& operator=(const Peer&) = delete;

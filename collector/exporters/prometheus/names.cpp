@@ -6,9 +6,7 @@
 namespace shmstats::collector::prometheus {
 namespace {
 
-bool is_lower_or_digit(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
+bool is_lower_or_digit(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
 bool is_upper(char c) noexcept { return c >= 'A' && c <= 'Z'; }
 bool is_alnum(char c) noexcept { return is_lower_or_digit(c) || is_upper(c); }
 

@@ -68,9 +68,11 @@ shm::Result<std::unique_ptr<PrometheusExporter>> PrometheusExporter::create(
   if (!where) return where.error();
   std::unique_ptr<PrometheusExporter> e(new PrometheusExporter(std::move(options)));
   PrometheusExporter* self = e.get();
-  auto server = common::HttpServer::start(
-      where.value().host, where.value().port,
-      {common::HttpRoute{"/metrics", [self] { return common::HttpResponse{200, self->page()}; }}});
+  auto server =
+      common::HttpServer::start(where.value().host, where.value().port,
+                                {common::HttpRoute{"/metrics", [self] {
+                                                     return common::HttpResponse{200, self->page()};
+                                                   }}});
   if (!server) {
     return shm::Error{server.error().code, fmt::format("exporter {}: listen {}: {}", e->name(),
                                                        e->options_.listen, server.error().message)};
@@ -141,31 +143,45 @@ void PrometheusExporter::describe_metrics(std::vector<ExporterSample>& out) cons
   const auto load = [](const std::atomic<std::uint64_t>& a) {
     return static_cast<double>(a.load(std::memory_order_relaxed));
   };
-  out.push_back({"shmstats_exporter_prometheus_series", "gauge",
-                 "Series the aggregation stage holds.", {}, load(published_.series)});
-  out.push_back({"shmstats_exporter_prometheus_memory_bytes", "gauge",
+  out.push_back({"shmstats_exporter_prometheus_series",
+                 "gauge",
+                 "Series the aggregation stage holds.",
+                 {},
+                 load(published_.series)});
+  out.push_back({"shmstats_exporter_prometheus_memory_bytes",
+                 "gauge",
                  "Estimated bytes of the aggregation stage's series state (at the last interval).",
-                 {}, load(published_.memory_bytes)});
-  out.push_back({"shmstats_exporter_prometheus_series_expired_total", "counter",
-                 "Series removed after no update for the expiry time.", {},
+                 {},
+                 load(published_.memory_bytes)});
+  out.push_back({"shmstats_exporter_prometheus_series_expired_total",
+                 "counter",
+                 "Series removed after no update for the expiry time.",
+                 {},
                  load(published_.series_expired)});
-  out.push_back({"shmstats_exporter_prometheus_placed_at_mean_total", "counter",
+  out.push_back({"shmstats_exporter_prometheus_placed_at_mean_total",
+                 "counter",
                  "Folded samples put into the bucket of their group's mean (an approximation).",
-                 {}, load(published_.placed_at_mean)});
+                 {},
+                 load(published_.placed_at_mean)});
   for (std::size_t i = 0; i < aggregate::kDropReasonCount; ++i) {
-    out.push_back({"shmstats_exporter_prometheus_dropped_events_total", "counter",
+    out.push_back({"shmstats_exporter_prometheus_dropped_events_total",
+                   "counter",
                    "Events the aggregation stage refused, by reason.",
                    {{"reason", aggregate::to_string(static_cast<aggregate::DropReason>(i))}},
                    load(published_.dropped[i])});
   }
   for (std::size_t i = 0; i < kHiddenReasonCount; ++i) {
-    out.push_back({"shmstats_exporter_prometheus_hidden_series", "gauge",
+    out.push_back({"shmstats_exporter_prometheus_hidden_series",
+                   "gauge",
                    "Series left off the last page, by reason (names that met after mapping).",
                    {{"reason", to_string(static_cast<HiddenReason>(i))}},
                    load(published_.hidden[i])});
   }
-  out.push_back({"shmstats_exporter_prometheus_scrapes_total", "counter",
-                 "Pages served on the scrape endpoint.", {}, load(published_.scrapes)});
+  out.push_back({"shmstats_exporter_prometheus_scrapes_total",
+                 "counter",
+                 "Pages served on the scrape endpoint.",
+                 {},
+                 load(published_.scrapes)});
 }
 
 }  // namespace shmstats::collector

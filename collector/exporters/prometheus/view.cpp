@@ -14,7 +14,6 @@ namespace {
 namespace text = common::prometheus;
 using aggregate::SeriesState;
 
-
 namespace text = common::prometheus;
 using aggregate::SeriesState;
 
@@ -37,7 +36,7 @@ struct Entry {
   text::MetricType type = text::MetricType::kGauge;
   std::vector<std::pair<std::string, std::string>> labels;  // sorted by name
   std::string labels_key;  // labels as the page writes them, joined: sorting, duplicates
-  std::string original;  // service, name and tags as pushed: the tie-break
+  std::string original;    // service, name and tags as pushed: the tie-break
 };
 
 std::vector<std::pair<std::string, std::string>> labels_of(const model::SeriesDef& def,
@@ -137,9 +136,11 @@ std::vector<ViewFamily> build_view(const aggregate::Stage& stage, const ViewOpti
     const auto first_original = std::min_element(
         entries.begin(), entries.end(), [](auto& a, auto& b) { return a.original < b.original; });
     const SeriesState& help_of = *first_original->state;
-    ViewFamily family{name, entries.front().type,
-                      fmt::format("shmstats {} {}", shm::to_string(help_of.kind), help_of.def->name),
-                      {}};
+    ViewFamily family{
+        name,
+        entries.front().type,
+        fmt::format("shmstats {} {}", shm::to_string(help_of.kind), help_of.def->name),
+        {}};
     const std::string* previous = nullptr;
     for (Entry& e : entries) {
       if (previous != nullptr && *previous == e.labels_key) {

@@ -72,7 +72,8 @@ const ExporterType& remote_write() {
                  .max = 4096},
                 {.key = "basic_auth_user",
                  .kind = OptionKind::kText,
-                 .help = "basic auth user name (the password is read from basic_auth_password_file)",
+                 .help =
+                     "basic auth user name (the password is read from basic_auth_password_file)",
                  .max = 256},
                 {.key = "basic_auth_password_file",
                  .kind = OptionKind::kText,

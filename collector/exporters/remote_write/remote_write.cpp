@@ -58,9 +58,9 @@ std::string read_secret(const std::string& path, std::string_view what, shm::Err
   std::string secret = s.str();
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty() || secret.find_first_of("\r\n") != std::string::npos) {
-    error = shm::Error{shm::Errc::kInvalidOptions,
-                       fmt::format("{} \"{}\" must hold one non-empty line", what,
-                                   common::shown(path))};
+    error = shm::Error{
+        shm::Errc::kInvalidOptions,
+        fmt::format("{} \"{}\" must hold one non-empty line", what, common::shown(path))};
     return {};
   }
   return secret;
@@ -106,9 +106,9 @@ shm::Result<HttpSender::Headers> parse_headers(std::string_view text) {
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
     for (const char c : value) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-        return shm::Error{shm::Errc::kInvalidOptions,
-                          fmt::format("header \"{}\" holds a control character",
-                                      common::shown(name))};
+        return shm::Error{
+            shm::Errc::kInvalidOptions,
+            fmt::format("header \"{}\" holds a control character", common::shown(name))};
       }
     }
     headers.emplace_back(std::string(name), std::string(value));
@@ -247,9 +247,8 @@ SendResult RemoteWriteExporter::flush() {
                                   std::chrono::system_clock::now().time_since_epoch())
                                   .count();
   std::uint64_t hidden[kHiddenReasonCount] = {};
-  std::vector<EncodedRequest> bodies = encode_interval(stage_, options_.view, now_ms,
-                                                       options_.max_samples, options_.max_bytes,
-                                                       hidden);
+  std::vector<EncodedRequest> bodies = encode_interval(
+      stage_, options_.view, now_ms, options_.max_samples, options_.max_bytes, hidden);
   for (std::size_t i = 0; i < kHiddenReasonCount; ++i) {
     counters_.hidden[i].store(hidden[i], std::memory_order_relaxed);
   }
@@ -376,7 +375,8 @@ void RemoteWriteExporter::run_sender() {
     rest.swap(queue_);
   }
   for (auto& p : rest) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     const HttpSender::Reply reply =
         left.count() > 0 ? http_->post(request_headers_, p.body, left) : HttpSender::Reply{};
     if (reply.status >= 200 && reply.status < 300) {
@@ -396,51 +396,92 @@ void RemoteWriteExporter::describe_metrics(std::vector<ExporterSample>& out) con
     return static_cast<double>(a.load(std::memory_order_relaxed));
   };
   const char* requests = "shmstats_exporter_remote_write_requests_total";
-  const char* requests_help = "Remote-write requests by outcome: ok, rejected (4xx, not retried), "
-                              "dropped (queue full, retries exhausted, shutdown).";
-  out.push_back({requests, "counter", requests_help, {{"result", "ok"}}, load(counters_.requests_ok)});
-  out.push_back({requests, "counter", requests_help, {{"result", "rejected"}},
+  const char* requests_help =
+      "Remote-write requests by outcome: ok, rejected (4xx, not retried), "
+      "dropped (queue full, retries exhausted, shutdown).";
+  out.push_back(
+      {requests, "counter", requests_help, {{"result", "ok"}}, load(counters_.requests_ok)});
+  out.push_back({requests,
+                 "counter",
+                 requests_help,
+                 {{"result", "rejected"}},
                  load(counters_.requests_rejected_4xx)});
-  out.push_back({requests, "counter", requests_help, {{"result", "dropped_queue_full"}},
+  out.push_back({requests,
+                 "counter",
+                 requests_help,
+                 {{"result", "dropped_queue_full"}},
                  load(counters_.requests_dropped_queue_full)});
-  out.push_back({requests, "counter", requests_help, {{"result", "dropped_retries_exhausted"}},
+  out.push_back({requests,
+                 "counter",
+                 requests_help,
+                 {{"result", "dropped_retries_exhausted"}},
                  load(counters_.requests_dropped_retries_exhausted)});
-  out.push_back({requests, "counter", requests_help, {{"result", "dropped_shutdown"}},
+  out.push_back({requests,
+                 "counter",
+                 requests_help,
+                 {{"result", "dropped_shutdown"}},
                  load(counters_.requests_dropped_shutdown)});
   const char* failures = "shmstats_exporter_remote_write_failed_attempts_total";
   const char* failures_help = "Attempts that failed and were retried: no answer, 429, 5xx.";
-  out.push_back({failures, "counter", failures_help, {{"cause", "no_answer"}},
+  out.push_back({failures,
+                 "counter",
+                 failures_help,
+                 {{"cause", "no_answer"}},
                  load(counters_.transport_errors)});
-  out.push_back({failures, "counter", failures_help, {{"cause", "429"}}, load(counters_.status_429)});
-  out.push_back({failures, "counter", failures_help, {{"cause", "5xx"}}, load(counters_.status_5xx)});
-  out.push_back({"shmstats_exporter_remote_write_retries_total", "counter",
-                 "Waits before another attempt of a request.", {}, load(counters_.retries)});
-  out.push_back({"shmstats_exporter_remote_write_samples_total", "counter",
+  out.push_back(
+      {failures, "counter", failures_help, {{"cause", "429"}}, load(counters_.status_429)});
+  out.push_back(
+      {failures, "counter", failures_help, {{"cause", "5xx"}}, load(counters_.status_5xx)});
+  out.push_back({"shmstats_exporter_remote_write_retries_total",
+                 "counter",
+                 "Waits before another attempt of a request.",
+                 {},
+                 load(counters_.retries)});
+  out.push_back({"shmstats_exporter_remote_write_samples_total",
+                 "counter",
                  "Samples by outcome: sent (accepted), dropped (in a dropped or rejected request).",
-                 {{"result", "sent"}}, load(counters_.samples_sent)});
-  out.push_back({"shmstats_exporter_remote_write_samples_total", "counter",
+                 {{"result", "sent"}},
+                 load(counters_.samples_sent)});
+  out.push_back({"shmstats_exporter_remote_write_samples_total",
+                 "counter",
                  "Samples by outcome: sent (accepted), dropped (in a dropped or rejected request).",
-                 {{"result", "dropped"}}, load(counters_.samples_dropped)});
-  out.push_back({"shmstats_exporter_remote_write_sent_bytes_total", "counter",
-                 "Compressed bytes of accepted requests.", {}, load(counters_.bytes_sent)});
-  out.push_back({"shmstats_exporter_remote_write_intervals_total", "counter",
-                 "Intervals encoded and queued (one sample per series each).", {},
+                 {{"result", "dropped"}},
+                 load(counters_.samples_dropped)});
+  out.push_back({"shmstats_exporter_remote_write_sent_bytes_total",
+                 "counter",
+                 "Compressed bytes of accepted requests.",
+                 {},
+                 load(counters_.bytes_sent)});
+  out.push_back({"shmstats_exporter_remote_write_intervals_total",
+                 "counter",
+                 "Intervals encoded and queued (one sample per series each).",
+                 {},
                  load(counters_.intervals)});
-  out.push_back({"shmstats_exporter_remote_write_pending_requests", "gauge",
-                 "Requests waiting to be sent or being sent.", {}, load(counters_.pending)});
-  out.push_back({"shmstats_exporter_remote_write_last_rejected_status", "gauge",
-                 "HTTP status of the last rejected request (0: none).", {},
+  out.push_back({"shmstats_exporter_remote_write_pending_requests",
+                 "gauge",
+                 "Requests waiting to be sent or being sent.",
+                 {},
+                 load(counters_.pending)});
+  out.push_back({"shmstats_exporter_remote_write_last_rejected_status",
+                 "gauge",
+                 "HTTP status of the last rejected request (0: none).",
+                 {},
                  load(counters_.last_rejected_status)});
-  out.push_back({"shmstats_exporter_remote_write_series", "gauge",
-                 "Series the aggregation stage holds.", {}, load(counters_.series)});
+  out.push_back({"shmstats_exporter_remote_write_series",
+                 "gauge",
+                 "Series the aggregation stage holds.",
+                 {},
+                 load(counters_.series)});
   for (std::size_t i = 0; i < aggregate::kDropReasonCount; ++i) {
-    out.push_back({"shmstats_exporter_remote_write_dropped_events_total", "counter",
+    out.push_back({"shmstats_exporter_remote_write_dropped_events_total",
+                   "counter",
                    "Events the aggregation stage refused, by reason.",
                    {{"reason", aggregate::to_string(static_cast<aggregate::DropReason>(i))}},
                    load(counters_.dropped[i])});
   }
   for (std::size_t i = 0; i < kHiddenReasonCount; ++i) {
-    out.push_back({"shmstats_exporter_remote_write_hidden_series", "gauge",
+    out.push_back({"shmstats_exporter_remote_write_hidden_series",
+                   "gauge",
                    "Series left out of the last interval, by reason (names that met after "
                    "mapping).",
                    {{"reason", to_string(static_cast<HiddenReason>(i))}},

@@ -48,17 +48,17 @@ struct RemoteWriteOptions {
   std::string name = "remote_write";
   std::string url;  // required
   std::chrono::milliseconds interval{10000};
-  std::chrono::milliseconds timeout{10000};      // one request, connect to answer
-  std::chrono::milliseconds retry_for{300000};   // a request is retried at most this long
-  std::chrono::milliseconds max_backoff{5000};   // the longest wait between two attempts
-  std::size_t max_samples = 2000;                // per request
-  std::size_t max_bytes = 1 << 20;               // per request, before compression (about)
-  std::size_t max_pending = 1000;                // requests waiting to be sent
-  std::string ca_file;                           // https: CA bundle; empty: the system's
-  std::string basic_auth_user;                   // with basic_auth_password_file
+  std::chrono::milliseconds timeout{10000};     // one request, connect to answer
+  std::chrono::milliseconds retry_for{300000};  // a request is retried at most this long
+  std::chrono::milliseconds max_backoff{5000};  // the longest wait between two attempts
+  std::size_t max_samples = 2000;               // per request
+  std::size_t max_bytes = 1 << 20;              // per request, before compression (about)
+  std::size_t max_pending = 1000;               // requests waiting to be sent
+  std::string ca_file;                          // https: CA bundle; empty: the system's
+  std::string basic_auth_user;                  // with basic_auth_password_file
   std::string basic_auth_password_file;
   std::string bearer_token_file;
-  HttpSender::Headers headers;  // extra headers, e.g. a tenant header
+  HttpSender::Headers headers;        // extra headers, e.g. a tenant header
   bool fault_corrupt_bodies = false;  // collector/fault.h: bodies sent without compression
   aggregate::StageOptions stage;
   ViewOptions view;

@@ -96,17 +96,23 @@ SendResult TallyExporter::flush() {
 }
 
 void TallyExporter::describe_metrics(std::vector<ExporterSample>& out) const {
-  out.push_back({"shmstats_exporter_tally_series", "gauge", "Series the tally output holds.", {},
+  out.push_back({"shmstats_exporter_tally_series",
+                 "gauge",
+                 "Series the tally output holds.",
+                 {},
                  static_cast<double>(series_.load(std::memory_order_relaxed))});
-  out.push_back({"shmstats_exporter_tally_writes_total", "counter",
+  out.push_back({"shmstats_exporter_tally_writes_total",
+                 "counter",
                  "Writes of the tally file, by result.",
                  {{"result", "ok"}},
                  static_cast<double>(writes_ok_.load(std::memory_order_relaxed))});
-  out.push_back({"shmstats_exporter_tally_writes_total", "counter",
+  out.push_back({"shmstats_exporter_tally_writes_total",
+                 "counter",
                  "Writes of the tally file, by result.",
                  {{"result", "failed"}},
                  static_cast<double>(writes_failed_.load(std::memory_order_relaxed))});
-  out.push_back({"shmstats_exporter_tally_dropped_events_total", "counter",
+  out.push_back({"shmstats_exporter_tally_dropped_events_total",
+                 "counter",
                  "Events the tally output dropped, by reason.",
                  {{"reason", "series_cap"}},
                  static_cast<double>(dropped_series_cap_.load(std::memory_order_relaxed))});

@@ -47,8 +47,8 @@ class TallyExporter final : public Exporter {
 
  private:
   explicit TallyExporter(TallyOptions options) : options_(std::move(options)) {}
-  using Key = std::tuple<std::string, std::string, std::vector<std::pair<std::string, std::string>>,
-                         int>;
+  using Key =
+      std::tuple<std::string, std::string, std::vector<std::pair<std::string, std::string>>, int>;
   struct Totals {
     std::uint64_t points = 0;
     double sum = 0;

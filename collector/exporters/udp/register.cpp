@@ -24,9 +24,9 @@ const ExporterType& udp() {
                .help = "largest datagram in bytes",
                .min = proto::kMinDatagramBytes,
                .max = proto::kMaxDatagramBytesIpv4,
-               .zero_means = fmt::format("{} on IPv4 and Unix sockets, {} on IPv6",
-                                         proto::kMaxDatagramBytesIpv4,
-                                         proto::kMaxDatagramBytesIpv6)},
+               .zero_means =
+                   fmt::format("{} on IPv4 and Unix sockets, {} on IPv6",
+                               proto::kMaxDatagramBytesIpv4, proto::kMaxDatagramBytesIpv6)},
           },
       .create = [](const OptionValues& v,
                    const ExporterContext& context) -> shm::Result<std::unique_ptr<Exporter>> {

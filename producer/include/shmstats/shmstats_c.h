@@ -84,7 +84,7 @@ typedef struct shmstats_options {
   uint32_t strings_bytes;
   shmstats_overflow overflow;
   uint32_t sample_keep_one_in;
-  uint32_t mode; /* 0600, 0640 or 0660 */
+  uint32_t mode;          /* 0600, 0640 or 0660 */
   const char* shm_prefix; /* NULL: "shmstats" */
   shmstats_timestamps timestamps;
   int read_environment; /* nonzero: SHMSTATS_* variables override these fields */

@@ -55,7 +55,10 @@ class LoopbackSocket {
 std::unique_ptr<HttpServer> start_server() {
   auto started = HttpServer::start(
       "127.0.0.1", 0,
-      {{"/metrics", [] { return HttpResponse{200, "shmstats_up 1\n"}; }},
+      {{"/metrics",
+        [] {
+          return HttpResponse{200, "shmstats_up 1\n"};
+        }},
        {"/health", [] {
           return HttpResponse{503, "{\"status\":\"unhealthy\"}\n", "application/json"};
         }}});

@@ -81,7 +81,8 @@ TEST(PrometheusPageTest, CounterGaugeAndSetCarryServiceAndHostLabels) {
 
   EXPECT_TRUE(has_line(r.page, "# TYPE hits_total counter")) << r.page;
   EXPECT_TRUE(has_line(r.page, "# HELP hits_total shmstats counter hits")) << r.page;
-  EXPECT_TRUE(has_line(r.page, "hits_total{host=\"h1\",route=\"/a\",service=\"shop\"} 4")) << r.page;
+  EXPECT_TRUE(has_line(r.page, "hits_total{host=\"h1\",route=\"/a\",service=\"shop\"} 4"))
+      << r.page;
   EXPECT_TRUE(has_line(r.page, "depth{host=\"h1\",service=\"shop\"} 7")) << r.page;
   EXPECT_TRUE(has_line(r.page, "# TYPE users gauge")) << r.page;
   EXPECT_TRUE(has_line(r.page, "users{host=\"h1\",service=\"shop\"} 1")) << r.page;
@@ -139,7 +140,8 @@ TEST(PrometheusPageTest, NameUsedWithTwoKindsKeepsTheLowerKindAndCountsTheOther)
   Stage stage({});
   BatchBuilder b;
   // "x.total" as a gauge and "x" as a counter both map to x_total.
-  b.point(b.series("x.total", model::Kind::kGauge), 5).point(b.series("x", model::Kind::kCounter), 2);
+  b.point(b.series("x.total", model::Kind::kGauge), 5)
+      .point(b.series("x", model::Kind::kCounter), 2);
   (void)stage.merge(b.batch());
 
   const Rendered first = render(stage);
@@ -155,7 +157,8 @@ TEST(PrometheusPageTest, RenderingAgainReplacesTheHiddenCountsItWasGiven) {
   constexpr std::uint64_t kStale = 99;
   Stage stage({});
   BatchBuilder b;
-  b.point(b.series("x.total", model::Kind::kGauge), 5).point(b.series("x", model::Kind::kCounter), 2);
+  b.point(b.series("x.total", model::Kind::kGauge), 5)
+      .point(b.series("x", model::Kind::kCounter), 2);
   (void)stage.merge(b.batch());
   std::uint64_t hidden[kHiddenReasonCount] = {kStale, kStale, kStale};
 
@@ -169,7 +172,8 @@ TEST(PrometheusPageTest, RenderingAgainReplacesTheHiddenCountsItWasGiven) {
 TEST(PrometheusPageTest, HistogramReservesItsSampleNames) {
   Stage stage({});
   BatchBuilder b;
-  b.point(b.series("size", model::Kind::kHistogram), 5).point(b.series("size.count", model::Kind::kGauge), 9);
+  b.point(b.series("size", model::Kind::kHistogram), 5)
+      .point(b.series("size.count", model::Kind::kGauge), 9);
   (void)stage.merge(b.batch());
 
   const Rendered r = render(stage);

@@ -58,9 +58,9 @@ TEST(HttpUrlTest, ParsesHttpAndHttpsWithDefaultAndExplicitPorts) {
 }
 
 TEST(HttpUrlTest, RejectsWhatIsNotAnHttpUrl) {
-  for (const char* text : {"", "ftp://h/x", "127.0.0.1:9090/api", "http://", "http://:80/",
-                           "http://h:0/", "http://h:65536/", "http://h:x/", "http://::1:80/",
-                           "http://u:p@h/", "http://h/a b"}) {
+  for (const char* text :
+       {"", "ftp://h/x", "127.0.0.1:9090/api", "http://", "http://:80/", "http://h:0/",
+        "http://h:65536/", "http://h:x/", "http://::1:80/", "http://u:p@h/", "http://h/a b"}) {
     const auto parsed = parse_http_url(text);
     ASSERT_FALSE(parsed) << text;
     EXPECT_EQ(parsed.error().code, shm::Errc::kInvalidOptions) << text;
@@ -122,12 +122,11 @@ TEST(RemoteWriteEncodeTest, HistogramBecomesCumulativeBucketsSumAndCount) {
     }
     got.emplace_back(key, ts.samples(0).value());
   }
-  EXPECT_EQ(got, (std::vector<std::pair<std::string, double>>{
-                     {"db_seconds_bucket{le=0.1}", 1},
-                     {"db_seconds_bucket{le=1}", 2},
-                     {"db_seconds_bucket{le=+Inf}", 3},
-                     {"db_seconds_sum", 5.55},
-                     {"db_seconds_count", 3}}));
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, double>>{{"db_seconds_bucket{le=0.1}", 1},
+                                                              {"db_seconds_bucket{le=1}", 2},
+                                                              {"db_seconds_bucket{le=+Inf}", 3},
+                                                              {"db_seconds_sum", 5.55},
+                                                              {"db_seconds_count", 3}}));
 }
 
 TEST(RemoteWriteEncodeTest, RequestsAreSplitAtTheSampleAndByteCaps) {

@@ -63,7 +63,8 @@ TEST(TallyExporterTest, MergesPointsAndFoldsAndWritesExactTotalsOnFlush) {
 TEST(TallyExporterTest, SeriesBeyondTheCapAreDroppedAndCounted) {
   constexpr std::size_t kCap = 1;
   testing::TempDir dir;
-  auto sut = TallyExporter::create(TallyOptions{"tally", (dir.path() / "t.json").string(), {}, kCap});
+  auto sut =
+      TallyExporter::create(TallyOptions{"tally", (dir.path() / "t.json").string(), {}, kCap});
   ASSERT_TRUE(sut) << sut.error().message;
   testing::BatchBuilder b;
   const auto* first = b.series("first", shm::Kind::kCounter);
