@@ -21,9 +21,9 @@
 // receives every datagram. The machine has 2 cores; see each benchmark for where its threads run.
 // Benchmarks never assert; a setup that fails skips the benchmark with the reason.
 #include <malloc.h>
-#include <snappy.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <snappy.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -872,13 +872,15 @@ void BM_AggregateSeriesMemory(benchmark::State& state) {
     collector::Batch batch = make_batch(defs, count);
     defs.clear();
     state.ResumeTiming();
-    auto stage = std::make_unique<collector::aggregate::Stage>(collector::aggregate::StageOptions{});
+    auto stage =
+        std::make_unique<collector::aggregate::Stage>(collector::aggregate::StageOptions{});
     (void)stage->merge(batch);
     state.PauseTiming();
     batch = collector::Batch{};
     const auto after = ::mallinfo2().uordblks;
     bytes_per_series = static_cast<double>(after - before) / static_cast<double>(count);
-    estimate_per_series = static_cast<double>(stage->memory_estimate()) / static_cast<double>(count);
+    estimate_per_series =
+        static_cast<double>(stage->memory_estimate()) / static_cast<double>(count);
     stage.reset();
     state.ResumeTiming();
   }
@@ -956,10 +958,7 @@ void BM_RemoteWriteEncode(benchmark::State& state) {
         static_cast<double>(compressed_bytes) / static_cast<double>(samples);
   }
 }
-BENCHMARK(BM_RemoteWriteEncode)
-    ->ArgNames({"timing", "series"})
-    ->Args({0, 1000})
-    ->Args({1, 1000});
+BENCHMARK(BM_RemoteWriteEncode)->ArgNames({"timing", "series"})->Args({0, 1000})->Args({1, 1000});
 
 }  // namespace
 }  // namespace shmstats::bench

@@ -26,12 +26,14 @@ struct GlobalKey {
 
 shm::Error bad(std::string_view key, std::string_view origin, std::string_view value,
                std::string_view why) {
-  return shm::Error{shm::Errc::kInvalidOptions,
-                    fmt::format("invalid {} \"{}\" ({}): {}", key, common::shown(value, 200),
-                                origin, why)};
+  return shm::Error{
+      shm::Errc::kInvalidOptions,
+      fmt::format("invalid {} \"{}\" ({}): {}", key, common::shown(value, 200), origin, why)};
 }
 
-shm::Error invalid(std::string why) { return shm::Error{shm::Errc::kInvalidOptions, std::move(why)}; }
+shm::Error invalid(std::string why) {
+  return shm::Error{shm::Errc::kInvalidOptions, std::move(why)};
+}
 
 template <class T>
 shm::Result<T> parse_number(const std::string& text, T max) {
@@ -60,15 +62,16 @@ const std::map<std::string, std::pair<std::string, std::string>>& legacy_output_
 const std::map<std::string, GlobalKey>& global_keys() {
   static const std::map<std::string, GlobalKey> keys = [] {
     std::map<std::string, GlobalKey> s;
-    s["http"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
-                   if (!v.empty()) {
-                     auto e = common::parse_listen_address(v);
-                     if (!e) return e.error();
-                   }
-                   c.http = v;
-                   return shm::success();
-                 },
-                 "self-telemetry (/metrics, /health) HOST:PORT, default 127.0.0.1:9102; empty: off"};
+    s["http"] = {
+        [](Config& c, const std::string& v) -> shm::Result<void> {
+          if (!v.empty()) {
+            auto e = common::parse_listen_address(v);
+            if (!e) return e.error();
+          }
+          c.http = v;
+          return shm::success();
+        },
+        "self-telemetry (/metrics, /health) HOST:PORT, default 127.0.0.1:9102; empty: off"};
     s["flush_interval"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
                              auto d = parse_duration(v);
                              if (!d) return d.error();
@@ -99,17 +102,17 @@ const std::map<std::string, GlobalKey>& global_keys() {
           return shm::success();
         },
         "segment name prefix to collect, default shmstats"};
-    s["log_level"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
-                        for (const char* level :
-                             {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
-                          if (v == level) {
-                            c.log_level = v;
-                            return shm::success();
-                          }
-                        }
-                        return invalid("must be trace, debug, info, warn, error, critical or off");
-                      },
-                      "trace|debug|info|warn|error|critical|off, default info"};
+    s["log_level"] = {
+        [](Config& c, const std::string& v) -> shm::Result<void> {
+          for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+            if (v == level) {
+              c.log_level = v;
+              return shm::success();
+            }
+          }
+          return invalid("must be trace, debug, info, warn, error, critical or off");
+        },
+        "trace|debug|info|warn|error|critical|off, default info"};
     s["allow_group_writable"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
                                    auto b = parse_bool(v);
                                    if (!b) return b.error();
@@ -157,23 +160,22 @@ const std::map<std::string, GlobalKey>& global_keys() {
                                return shm::success();
                              },
                              "bound on drain and flush at SIGTERM, default 5s"};
-    s["allowed_uids"] = {
-        [](Config& c, const std::string& v) -> shm::Result<void> {
-          c.allowed_uids.clear();
-          std::size_t pos = 0;
-          while (pos <= v.size() && !v.empty()) {
-            const std::size_t comma = v.find(',', pos);
-            const std::string part =
-                v.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-            auto uid = parse_number<uid_t>(part, 4'000'000'000U);
-            if (!uid) return invalid("expected uids like 1000,1001");
-            c.allowed_uids.push_back(uid.value());
-            if (comma == std::string::npos) break;
-            pos = comma + 1;
-          }
-          return shm::success();
-        },
-        "comma-separated uids whose segments are collected; default own uid"};
+    s["allowed_uids"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
+                           c.allowed_uids.clear();
+                           std::size_t pos = 0;
+                           while (pos <= v.size() && !v.empty()) {
+                             const std::size_t comma = v.find(',', pos);
+                             const std::string part = v.substr(
+                                 pos, comma == std::string::npos ? std::string::npos : comma - pos);
+                             auto uid = parse_number<uid_t>(part, 4'000'000'000U);
+                             if (!uid) return invalid("expected uids like 1000,1001");
+                             c.allowed_uids.push_back(uid.value());
+                             if (comma == std::string::npos) break;
+                             pos = comma + 1;
+                           }
+                           return shm::success();
+                         },
+                         "comma-separated uids whose segments are collected; default own uid"};
     s["sender_id"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
                         auto n = parse_number<std::uint64_t>(v, ~std::uint64_t{0});
                         if (!n) return n.error();
@@ -194,14 +196,14 @@ const std::map<std::string, GlobalKey>& global_keys() {
                              return shm::success();
                            },
                            "cap on events drained per second (caps CPU; 0: none), default 0"};
-    s["health_latency_p99"] = {
-        [](Config& c, const std::string& v) -> shm::Result<void> {
-          auto d = parse_duration(v);
-          if (!d) return d.error();
-          c.health_latency_p99_seconds = static_cast<double>(d.value().count()) / 1000.0;
-          return shm::success();
-        },
-        "end-to-end p99 above which /health is degraded, default 1s"};
+    s["health_latency_p99"] = {[](Config& c, const std::string& v) -> shm::Result<void> {
+                                 auto d = parse_duration(v);
+                                 if (!d) return d.error();
+                                 c.health_latency_p99_seconds =
+                                     static_cast<double>(d.value().count()) / 1000.0;
+                                 return shm::success();
+                               },
+                               "end-to-end p99 above which /health is degraded, default 1s"};
     return s;
   }();
   return keys;
@@ -357,8 +359,8 @@ shm::Result<void> apply_toml_table(const toml::table& doc, std::string_view orig
     if (key == "exporter") {
       const auto* tables = node.as_array();
       if (tables == nullptr || !tables->is_array_of_tables()) {
-        return invalid(fmt::format("exporter in {} must be an array of tables ([[exporter]])",
-                                   origin));
+        return invalid(
+            fmt::format("exporter in {} must be an array of tables ([[exporter]])", origin));
       }
       for (std::size_t i = 0; i < tables->size(); ++i) {
         if (auto r = apply_exporter_table(config, *tables->get(i)->as_table(), i, origin); !r) {

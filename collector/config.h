@@ -58,7 +58,7 @@ struct OutputSettings {
     std::map<std::string, std::string> values;
     std::string origin;
   };
-  std::map<std::string, List> short_values;                       // by type
+  std::map<std::string, List> short_values;                         // by type
   std::map<std::string, std::map<std::string, Setting>> type_wide;  // by type, then key
   std::vector<Table> tables;
 };

@@ -37,12 +37,12 @@
 #include <unordered_set>
 #include <vector>
 
-#include "model/metric.h"
 #include "collector/delivery.h"
 #include "collector/discovery.h"
 #include "collector/exporter.h"
 #include "collector/source.h"
 #include "common/rate_limited_log.h"
+#include "model/metric.h"
 
 namespace shmstats::collector {
 

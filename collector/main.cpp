@@ -1,10 +1,10 @@
 // shmstats-collector: parses the configuration, wires discovery, drain, exporters and the HTTP
 // endpoint together, and handles signals. SIGTERM/SIGINT: stop discovery, drain every ring, flush
 // every exporter, exit 0 — within --shutdown-timeout.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -17,12 +17,12 @@
 
 #include "collector/config.h"
 #include "collector/config_print.h"
-#include "collector/drain.h"
 #include "collector/delivery.h"
+#include "collector/drain.h"
 #include "collector/exporters/registry.h"
 #include "collector/fault.h"
-#include "common/endpoint.h"
 #include "collector/telemetry.h"
+#include "common/endpoint.h"
 #include "common/http_server.h"
 #include "common/sd_notify.h"
 #include "common/version.h"
@@ -52,9 +52,10 @@ int run(int argc, char** argv) {
   if (!config) {
     if (!help.empty()) {
       std::fputs(help.c_str(), stdout);
-      std::fputs("\nAlso:\n  --version       print the version (project, segment layout, wire format)\n"
-                 "  --print-config  print every configuration key with its default, as TOML\n",
-                 stdout);
+      std::fputs(
+          "\nAlso:\n  --version       print the version (project, segment layout, wire format)\n"
+          "  --print-config  print every configuration key with its default, as TOML\n",
+          stdout);
       return 0;
     }
     std::fprintf(stderr, "shmstats-collector: %s\n", config.error().message.c_str());
@@ -84,10 +85,11 @@ int run(int argc, char** argv) {
   // Fault injection (collector/fault.h) for the fault tests only; off unless set.
   const FaultOptions faults = FaultOptions::from_environment();
   if (faults.any()) {
-    spdlog::warn("fault injection: exporter \"{}\" hangs in send ({}); output \"{}\" sends corrupt "
-                 "requests ({})",
-                 faults.hang_exporter, kFaultHangExporterEnv, faults.corrupt_requests,
-                 kFaultCorruptRequestsEnv);
+    spdlog::warn(
+        "fault injection: exporter \"{}\" hangs in send ({}); output \"{}\" sends corrupt "
+        "requests ({})",
+        faults.hang_exporter, kFaultHangExporterEnv, faults.corrupt_requests,
+        kFaultCorruptRequestsEnv);
   }
   // One runner per configured output (collector/exporters/registry.h); latency is recorded by
   // the first only, so events are not counted twice.
@@ -115,8 +117,9 @@ int run(int argc, char** argv) {
         runners.empty() ? &latency : nullptr, &delivery));
   }
   if (runners.empty()) {
-    spdlog::warn("no output configured (--udp, --dogstatsd, ...): events are drained and counted "
-                 "only");
+    spdlog::warn(
+        "no output configured (--udp, --dogstatsd, ...): events are drained and counted "
+        "only");
   }
   std::vector<ExporterRunner*> exporters;
   for (auto& r : runners) exporters.push_back(r.get());
@@ -162,8 +165,9 @@ int run(int argc, char** argv) {
   std::string outputs;
   for (const OutputConfig& output : cfg.outputs) {
     const ExporterType* type = find_exporter_type(output.type);
-    outputs += fmt::format("; {} {}", output.name,
-                           type->short_key.empty() ? output.type : output.values.text(type->short_key));
+    outputs +=
+        fmt::format("; {} {}", output.name,
+                    type->short_key.empty() ? output.type : output.values.text(type->short_key));
   }
   std::printf("collecting prefix %s%s\n", cfg.shm_prefix.c_str(),
               outputs.empty() ? "; no outputs" : outputs.c_str());

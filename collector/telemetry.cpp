@@ -355,7 +355,8 @@ void render_exporters(TextWriter& w, const std::vector<ExporterRunner*>& exporte
 // The end-to-end latency histogram, from the producer's timestamp to the exporter's send.
 void render_latency(TextWriter& w, const LatencyHistogram& latency) {
   w.family("shmstats_end_to_end_latency_seconds", MetricType::kHistogram,
-           "From the event's timestamp in the producer to its hand-off by the first output (sent, or merged into an aggregating output's state).");
+           "From the event's timestamp in the producer to its hand-off by the first output (sent, "
+           "or merged into an aggregating output's state).");
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < LatencyHistogram::kBounds.size(); ++i) {
     cumulative += latency.bucket(i);

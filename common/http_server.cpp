@@ -171,8 +171,7 @@ void accept(HttpServer::Impl& server) {
     if (ec) {
       // The pending connection stays in the backlog: accepting again at once fails again (EMFILE
       // until a descriptor is freed), which spun a core and flooded the log.
-      server.accept_log.log(spdlog::level::warn, "accept", "http: accept failed: {}",
-                            ec.message());
+      server.accept_log.log(spdlog::level::warn, "accept", "http: accept failed: {}", ec.message());
       server.accept_retry.expires_after(HttpServer::kAcceptRetryDelay);
       server.accept_retry.async_wait([&server](beast::error_code wait_ec) {
         if (!wait_ec && server.acceptor.is_open()) accept(server);

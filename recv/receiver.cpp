@@ -73,9 +73,7 @@ class Exposition {
   std::string take() { return out_.take(); }
 
  private:
-  static std::string full(std::string_view name) {
-    return fmt::format("shmstats_recv_{}", name);
-  }
+  static std::string full(std::string_view name) { return fmt::format("shmstats_recv_{}", name); }
   static MetricType type_of(std::string_view type) {
     if (type == "gauge") return MetricType::kGauge;
     if (type == "histogram") return MetricType::kHistogram;
@@ -180,7 +178,10 @@ shm::Result<void> Receiver::bind_udp(const Endpoint& endpoint) {
 shm::Result<void> Receiver::bind_http(const Endpoint& endpoint) {
   const auto routes = [this] {
     return std::vector<common::HttpRoute>{
-        {"/metrics", [this] { return common::HttpResponse{200, metrics_text()}; }},
+        {"/metrics",
+         [this] {
+           return common::HttpResponse{200, metrics_text()};
+         }},
         {"/health", [] {
            return common::HttpResponse{200, "{\"status\":\"ok\"}\n", "application/json"};
          }}};
@@ -201,8 +202,8 @@ shm::Result<void> Receiver::bind_http(const Endpoint& endpoint) {
   shm::Error last{shm::Errc::kSystem, fmt::format("cannot bind HTTP {}: no address", where)};
   for (const addrinfo* ai = found; ai != nullptr && !http_; ai = ai->ai_next) {
     char address[NI_MAXHOST] = "";
-    if (const int rc = ::getnameinfo(ai->ai_addr, ai->ai_addrlen, address, sizeof(address),
-                                     nullptr, 0, NI_NUMERICHOST);
+    if (const int rc = ::getnameinfo(ai->ai_addr, ai->ai_addrlen, address, sizeof(address), nullptr,
+                                     0, NI_NUMERICHOST);
         rc != 0) {
       last = shm::Error{shm::Errc::kSystem,
                         fmt::format("cannot bind HTTP {}: {}", where, gai_strerror(rc))};

@@ -262,7 +262,7 @@ class RingReader {
         }
         // The producer discarded [head, expected) under drop-oldest; those copies may be torn.
         const auto moved = static_cast<std::int64_t>(expected - head);
-        if (moved < 0) return PollResult{0, true, 0};          // head went backwards: corrupt
+        if (moved < 0) return PollResult{0, true, 0};       // head went backwards: corrupt
         if (static_cast<std::uint64_t>(moved) >= n) break;  // all of our batch was discarded
         const std::size_t lost = static_cast<std::size_t>(expected - head);
         std::memmove(out.data(), out.data() + lost, (n - lost) * sizeof(Event));

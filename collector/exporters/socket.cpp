@@ -57,8 +57,8 @@ shm::Result<DatagramSocket> DatagramSocket::open(const Endpoint& endpoint) {
   addrinfo* found = nullptr;
   const std::string port = std::to_string(endpoint.port);
   if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return invalid(endpoint.text(), fmt::format("cannot resolve \"{}\": {}", common::shown(endpoint.host),
-                                                ::gai_strerror(rc)));
+    return invalid(endpoint.text(), fmt::format("cannot resolve \"{}\": {}",
+                                                common::shown(endpoint.host), ::gai_strerror(rc)));
   }
   int last_error = 0;
   for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {

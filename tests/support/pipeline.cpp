@@ -126,8 +126,9 @@ PipelineProcess start_collector(const std::string& collector_bin, const std::str
 
 ChildProcess start_pace(const std::string& prefix, const std::string& service, int threads,
                         int rate_per_thread, const std::vector<std::string>& extra) {
-  std::vector<std::string> argv = {helper_path(), "pace",    "--prefix",
-                                   prefix,        "--service", service,
+  std::vector<std::string> argv = {helper_path(), "pace",
+                                   "--prefix",    prefix,
+                                   "--service",   service,
                                    "--threads",   std::to_string(threads),
                                    "--rate",      std::to_string(rate_per_thread)};
   argv.insert(argv.end(), extra.begin(), extra.end());

@@ -29,7 +29,6 @@ std::string prom_text(const std::string& page, const std::string& name,
 // The same as a number; -1 if absent.
 double prom_value(const std::string& page, const std::string& name, const std::string& labels = "");
 
-
 // A UDP socket bound to 127.0.0.1:0 that counts the datagrams sent to it.
 class UdpSink {
  public:

@@ -396,16 +396,18 @@ SendResult DogStatsdExporter::send(const Batch& batch) {
 
 void DogStatsdExporter::describe_metrics(std::vector<ExporterSample>& out) const {
   const std::pair<const char*, const std::atomic<std::uint64_t>*> reasons[] = {
-      {"non_finite", &drops_.non_finite},       {"invalid_rate", &drops_.invalid_rate},
-      {"unsupported_kind", &drops_.unsupported_kind}, {"too_large", &drops_.too_large},
+      {"non_finite", &drops_.non_finite},
+      {"invalid_rate", &drops_.invalid_rate},
+      {"unsupported_kind", &drops_.unsupported_kind},
+      {"too_large", &drops_.too_large},
       {"breaker_open", &drops_.breaker_open},
   };
   for (const auto& [reason, counter] : reasons) {
-    out.push_back(ExporterSample{
-        "shmstats_exporter_dogstatsd_dropped_events_total", "counter",
-        "Events the DogStatsD output dropped before sending, by reason.",
-        {{"reason", reason}},
-        static_cast<double>(counter->load(std::memory_order_relaxed))});
+    out.push_back(ExporterSample{"shmstats_exporter_dogstatsd_dropped_events_total",
+                                 "counter",
+                                 "Events the DogStatsD output dropped before sending, by reason.",
+                                 {{"reason", reason}},
+                                 static_cast<double>(counter->load(std::memory_order_relaxed))});
   }
 }
 

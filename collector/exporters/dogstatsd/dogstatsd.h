@@ -60,7 +60,7 @@ inline constexpr std::size_t kDogStatsdMinPayloadBytes = 256;
 inline constexpr std::size_t kDogStatsdMaxDatagramBytes = 65000;
 
 struct DogStatsdOptions {
-  std::string name = "dogstatsd";  // the instance name (exporter= label)
+  std::string name = "dogstatsd";              // the instance name (exporter= label)
   std::string destination = "127.0.0.1:8125";  // "HOST:PORT", "[IPV6]:PORT" or "unix:///path"
   std::size_t max_payload_bytes = kDogStatsdDefaultPayloadBytes;  // 256..65000
   bool add_service_tag = true;

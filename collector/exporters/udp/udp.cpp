@@ -44,7 +44,8 @@ shm::Result<std::unique_ptr<UdpExporter>> UdpExporter::create(const UdpExporterO
   auto encoder =
       proto::Encoder::create(options.sender_id, options.sender_epoch, max_bytes, options.host);
   if (!encoder) {
-    return shm::Error{encoder.error().code, "exporter " + options.name + ": " + encoder.error().message};
+    return shm::Error{encoder.error().code,
+                      "exporter " + options.name + ": " + encoder.error().message};
   }
   // Not make_unique: the constructor is private.
   return std::unique_ptr<UdpExporter>(

@@ -20,7 +20,7 @@ namespace shmstats::collector {
 
 struct UdpExporterOptions {
   std::string name = "udp";  // the instance name (exporter= label)
-  std::string destination;  // "HOST:PORT", "[IPV6]:PORT" or "unix:///path"
+  std::string destination;   // "HOST:PORT", "[IPV6]:PORT" or "unix:///path"
   std::uint64_t sender_id = 0;
   std::uint64_t sender_epoch = 0;  // changes on every collector start
   std::string host;                // reported in every datagram (<= 255 bytes)

@@ -226,9 +226,9 @@ TEST(CollectorConfigTest, GlobalBreakerAndQueueKeysAreEveryOutputsDefaults) {
   constexpr std::uint64_t kFailures = 3;
   constexpr std::uint64_t kOpenMs = 7000;
   constexpr std::uint64_t kQueue = 9;
-  const auto sut = load({"--udp", "127.0.0.1:9125", "--dogstatsd", "127.0.0.1:8125",
-                         "--breaker-failures", "3", "--breaker-open", "7s", "--exporter-queue",
-                         "9"});
+  const auto sut =
+      load({"--udp", "127.0.0.1:9125", "--dogstatsd", "127.0.0.1:8125", "--breaker-failures", "3",
+            "--breaker-open", "7s", "--exporter-queue", "9"});
   ASSERT_TRUE(sut) << sut.error().message;
   ASSERT_EQ(sut.value().outputs.size(), 2U);
   for (const auto& output : sut.value().outputs) {
@@ -288,13 +288,15 @@ TEST(CollectorConfigTest, BadOutputTablesNameTheTableAndTheKey) {
     EXPECT_NE(r.error().message.find(part), std::string::npos) << r.error().message;
   };
   expect_error("[[exporter]]\ndestination = \"127.0.0.1:1\"\n", "needs type");
-  expect_error("[[exporter]]\ntype = \"carrier-pigeon\"\n", "unknown output type \"carrier-pigeon\"");
+  expect_error("[[exporter]]\ntype = \"carrier-pigeon\"\n",
+               "unknown output type \"carrier-pigeon\"");
   expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:1\"\ncolour = 1\n",
                "[[exporter]] #1 in inline: unknown key \"colour\"");
   expect_error("[[exporter]]\ntype = \"udp\"\n", "destination is required");
   expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:0\"\n", "destination");
-  expect_error("[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:1\"\nmax_datagram_bytes = 1473\n",
-               "must be 512 to 1472, or 0 for");
+  expect_error(
+      "[[exporter]]\ntype = \"udp\"\ndestination = \"127.0.0.1:1\"\nmax_datagram_bytes = 1473\n",
+      "must be 512 to 1472, or 0 for");
   expect_error(
       "[[exporter]]\ntype = \"udp\"\nname = \"a\"\ndestination = \"127.0.0.1:1\"\n"
       "[[exporter]]\ntype = \"dogstatsd\"\nname = \"a\"\ndestination = \"127.0.0.1:2\"\n",

@@ -241,9 +241,11 @@ TEST(DrainDeliveryTest, EverySealedBatchHasANewIdThatTheTrackerCompletes) {
 
   for (int b = 0; b < kBatches; ++b) {
     for (std::size_t i = 0; i < kBatch; ++i) ASSERT_TRUE(counter->add(1.0));
-    ASSERT_TRUE(wait_until([&] { return sut.step(false), exporter->batch_ids().size() ==
-                                                             static_cast<std::size_t>(b + 1); },
-                           kWait, [&] { return std::to_string(exporter->batch_ids().size()); }));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return sut.step(false), exporter->batch_ids().size() == static_cast<std::size_t>(b + 1);
+        },
+        kWait, [&] { return std::to_string(exporter->batch_ids().size()); }));
   }
   ASSERT_TRUE(wait_until([&] { return tracker.in_flight() == 0; }, kWait,
                          [&] { return "in flight " + std::to_string(tracker.in_flight()); }));
@@ -276,9 +278,9 @@ TEST(DrainDeliveryTest, EachAttachedSegmentGivesItsPointsANewOriginWithTheirRing
       auto counter = client.counter("drain.origin");
       ASSERT_TRUE(counter) << counter.error().message;
       for (std::size_t i = 0; i < kEvents; ++i) ASSERT_TRUE(counter->add(1.0));
-      ASSERT_TRUE(wait_until(
-          [&] { return sut.step(false), exporter->seen().size() == (n + 1) * kEvents; }, kWait,
-          [&] { return "seen " + std::to_string(exporter->seen().size()); }));
+      ASSERT_TRUE(
+          wait_until([&] { return sut.step(false), exporter->seen().size() == (n + 1) * kEvents; },
+                     kWait, [&] { return "seen " + std::to_string(exporter->seen().size()); }));
     }
     ASSERT_TRUE(wait_until([&] { return sut.step(false), reclaimed() == n + 1; }, kWait,
                            [&] { return "reclaimed " + std::to_string(reclaimed()); }));

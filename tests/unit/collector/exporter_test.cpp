@@ -320,7 +320,9 @@ TEST(ExporterRunnerTest, FlushDeadlineHoldsWhileTheQueueIsNeverEmpty) {
 class DroppingExporter final : public Exporter {
  public:
   const std::string& name() const override { return name_; }
-  SendResult send(const Batch& batch) override { return SendResult{.events_dropped = batch.size()}; }
+  SendResult send(const Batch& batch) override {
+    return SendResult{.events_dropped = batch.size()};
+  }
 
  private:
   std::string name_ = "dropping";
@@ -366,8 +368,8 @@ TEST(ExporterRunnerTest, CompletionIsReportedOnceForEveryBatchWhateverItsFate) {
   EXPECT_EQ(sink.entries()[0].outcome.runner_drop, DropCause::kQueueFull);
   EXPECT_EQ(sink.entries()[0].outcome.dropped, kEventsPerBatch);
   slow->release();
-  ASSERT_TRUE(wait_until([&] { return sink.entries().size() == 3; }, kWait,
-                         [&] { return describe(sut); }));
+  ASSERT_TRUE(
+      wait_until([&] { return sink.entries().size() == 3; }, kWait, [&] { return describe(sut); }));
   const auto entries = sink.entries();
   EXPECT_EQ(entries[1].batch_id, 1U);
   EXPECT_EQ(entries[1].outcome.sent, kEventsPerBatch);
@@ -385,8 +387,8 @@ TEST(ExporterRunnerTest, BatchThatThrowsCompletesAsDroppedByException) {
   sut.offer(make_batch_with_id(7));
   sut.offer(make_batch_with_id(8));
 
-  ASSERT_TRUE(wait_until([&] { return sink.entries().size() == 2; }, kWait,
-                         [&] { return describe(sut); }));
+  ASSERT_TRUE(
+      wait_until([&] { return sink.entries().size() == 2; }, kWait, [&] { return describe(sut); }));
   const auto entries = sink.entries();
   EXPECT_EQ(entries[0].batch_id, 7U);
   EXPECT_EQ(entries[0].outcome.runner_drop, DropCause::kException);

@@ -270,17 +270,17 @@ TEST(HttpServerTest, StartRejectsANonAddressAndAPortInUse) {
 TEST(HttpServerTest, RouteTableServesEachPathWithItsOwnHandler) {
   std::atomic<int> first_calls{0};
   std::atomic<int> second_calls{0};
-  auto started = HttpServer::start(
-      "127.0.0.1", 0,
-      {{"/first",
-        [&first_calls] {
-          first_calls.fetch_add(1);
-          return HttpResponse{200, "one\n", "text/plain"};
-        }},
-       {"/second/path", [&second_calls] {
-          second_calls.fetch_add(1);
-          return HttpResponse{202, "{\"two\":2}\n", "application/json"};
-        }}});
+  auto started =
+      HttpServer::start("127.0.0.1", 0,
+                        {{"/first",
+                          [&first_calls] {
+                            first_calls.fetch_add(1);
+                            return HttpResponse{200, "one\n", "text/plain"};
+                          }},
+                         {"/second/path", [&second_calls] {
+                            second_calls.fetch_add(1);
+                            return HttpResponse{202, "{\"two\":2}\n", "application/json"};
+                          }}});
   ASSERT_TRUE(started) << started.error().message;
   auto sut = std::move(started).value();
 

@@ -49,7 +49,8 @@ TEST(ScenarioPrometheusTest, ScrapedPageSumsSamplesOverTheirLabels) {
 }
 
 TEST(ScenarioHistogramTest, QuantileInterpolatesInsideItsBucket) {
-  const Cumulative sut = prom_histogram(common::prometheus::parse_text(kPage), "shmstats_lat_bucket");
+  const Cumulative sut =
+      prom_histogram(common::prometheus::parse_text(kPage), "shmstats_lat_bucket");
   ASSERT_EQ(sut.size(), 4U);
   ASSERT_TRUE(std::isinf(sut.back().first));
 

@@ -384,7 +384,8 @@ TEST(DogStatsdExporterTest, OpensBreakerAgainstClosedPortAndDropsWhileOpen) {
   const auto* s = b.series("down", shm::Kind::kCounter);
   b.point(s, 1).point(s, 2);
   std::uint32_t failed = 0;
-  for (std::uint32_t i = 0; i < 2 * kThreshold + 2 && std::string(to_string(sut->breaker().state)) != "open"; ++i) {
+  for (std::uint32_t i = 0;
+       i < 2 * kThreshold + 2 && std::string(to_string(sut->breaker().state)) != "open"; ++i) {
     if (sut->send(b.batch()).send_errors > 0) ++failed;
   }
   ASSERT_EQ(failed, kThreshold);

@@ -61,7 +61,8 @@ BatchBuilder one_point_batch() {
 // Sends batches to a closed port until the breaker opens; returns how many batches failed.
 std::uint32_t drive_open(UdpExporter& sut, const Batch& batch, std::uint32_t threshold) {
   std::uint32_t failed = 0;
-  for (std::uint32_t i = 0; i < 2 * threshold + 2 && std::string(to_string(sut.breaker().state)) != "open"; ++i) {
+  for (std::uint32_t i = 0;
+       i < 2 * threshold + 2 && std::string(to_string(sut.breaker().state)) != "open"; ++i) {
     const SendResult r = sut.send(batch);
     if (r.send_errors > 0) ++failed;
   }
